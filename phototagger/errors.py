@@ -1,0 +1,25 @@
+"""Typed errors raised inside phototagger; the CLI turns each into a one-line message."""
+
+
+class PhototaggerError(Exception):
+    """Base of every error phototagger raises on purpose."""
+
+
+class ConfigError(PhototaggerError):
+    """A usage or configuration problem: the CLI exits with status 2."""
+
+
+class ModelFormatError(ConfigError):
+    """A file that is not a valid phototagger model."""
+
+
+class IndexLockedError(ConfigError):
+    """Another scan holds the index lock."""
+
+
+class ImageError(PhototaggerError):
+    """A file that cannot be decoded as an image; ``str()`` is the reason kept in the index."""
+
+
+class TagWriteError(PhototaggerError):
+    """A metadata write that was refused or failed verification; the original is untouched."""

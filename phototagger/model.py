@@ -1,0 +1,166 @@
+"""The model file: a TorchScript module that carries its own metadata.
+
+This is the only code that knows the format; ``training/export.py`` writes files through
+:func:`save_model_file` and everything else reads them through :class:`LandmarkModel`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+
+from phototagger.errors import ConfigError, ModelFormatError
+from phototagger.imaging import PreprocessSpec
+from phototagger.landmarks import Landmark
+
+META_NAME = "phototagger.json"
+FORMAT = "phototagger-model"
+FORMAT_VERSION = 1
+_REQUIRED = ("name", "version", "architecture", "classes", "preprocess")
+
+
+def select_device(name: str = "auto") -> torch.device:
+    """``auto`` takes CUDA when present; asking for CUDA without it is a configuration error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda asked for, but no CUDA device is available")
+    if name not in ("cpu", "cuda"):
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu or cuda")
+    return torch.device(name)
+
+
+def validate_meta(meta: dict) -> None:
+    """Raise ModelFormatError unless ``meta`` is complete enough to tag photos with."""
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFormatError("not a phototagger model (no phototagger metadata)")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ModelFormatError(
+            f"unsupported model format version {meta.get('format_version')!r}"
+            f" (this phototagger reads {FORMAT_VERSION})"
+        )
+    missing = [key for key in _REQUIRED if key not in meta]
+    if missing:
+        raise ModelFormatError(f"model metadata lacks {', '.join(missing)}")
+    if not meta["classes"]:
+        raise ModelFormatError("model metadata lists no classes")
+    try:
+        [Landmark.from_dict(entry) for entry in meta["classes"]]
+        PreprocessSpec.from_dict(meta["preprocess"])
+    except ConfigError as error:
+        raise ModelFormatError(f"bad model metadata: {error}") from None
+    temperature = meta.get("temperature", 1.0)
+    threshold = meta.get("threshold", 0.5)
+    if not (isinstance(temperature, (int, float)) and temperature > 0):
+        raise ModelFormatError(f"bad temperature {temperature!r}")
+    if not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
+        raise ModelFormatError(f"bad threshold {threshold!r}")
+
+
+def save_model_file(module: torch.jit.ScriptModule, meta: dict, path: str | Path) -> None:
+    """Write a model file: TorchScript plus ``phototagger.json``; the metadata is checked first."""
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
+    validate_meta(meta)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.jit.save(module, str(path), _extra_files={META_NAME: json.dumps(meta, indent=1)})
+
+
+def read_meta(path: str | Path) -> dict:
+    """The metadata of a model file, without building the network."""
+    return _load(Path(path), torch.device("cpu"))[1]
+
+
+def _load(path: Path, device: torch.device) -> tuple[torch.jit.ScriptModule, dict]:
+    if not path.is_file():
+        raise ModelFormatError(f"model file not found: {path}")
+    extra = {META_NAME: ""}
+    try:
+        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+    except Exception:
+        raise ModelFormatError(f"not a TorchScript model file: {path}") from None
+    try:
+        meta = json.loads(extra[META_NAME]) if extra[META_NAME] else None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ModelFormatError(f"unreadable phototagger metadata in {path}") from None
+    validate_meta(meta)
+    return module, meta
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class LandmarkModel:
+    """A loaded model: its network on a device, its classes and how to feed it."""
+
+    def __init__(self, module: torch.jit.ScriptModule, meta: dict, path: Path, device: torch.device):
+        self.module = module.eval()
+        self.meta = meta
+        self.path = path
+        self.device = device
+        self.classes = [Landmark.from_dict(entry) for entry in meta["classes"]]
+        self.preprocess = PreprocessSpec.from_dict(meta["preprocess"])
+        self.name = str(meta["name"])
+        self.version = str(meta["version"])
+        self.architecture = str(meta["architecture"])
+        self.temperature = float(meta.get("temperature", 1.0))
+        self.threshold = float(meta.get("threshold", 0.5))
+        self.sha256 = _file_digest(path)
+        self.model_id = f"{self.name}@{self.version}+{self.sha256[:12]}"
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "auto") -> LandmarkModel:
+        if not isinstance(device, torch.device):
+            device = select_device(device)
+        path = Path(path)
+        module, meta = _load(path, device)
+        model = cls(module, meta, path, device)
+        model._check_output_width()
+        return model
+
+    def _check_output_width(self) -> None:
+        size = self.preprocess.input_size
+        probe = torch.zeros(1, 3, size, size)
+        try:
+            width = self.probabilities(probe).shape[-1]
+        except Exception as error:
+            raise ModelFormatError(f"model cannot run on its own input size: {error}") from None
+        if width != len(self.classes):
+            raise ModelFormatError(
+                f"model outputs {width} scores but its metadata lists {len(self.classes)} classes"
+            )
+
+    def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        """Calibrated class probabilities for a preprocessed batch, on the CPU."""
+        on_cuda = self.device.type == "cuda"
+        batch = batch.to(self.device, non_blocking=on_cuda)
+        autocast = torch.autocast("cuda", dtype=torch.float16) if on_cuda else nullcontext()
+        with torch.inference_mode(), autocast:
+            logits = self.module(batch)
+        logits = logits.float() / self.temperature
+        return torch.softmax(logits, dim=-1).cpu()
+
+    def top_k(self, probs: torch.Tensor, k: int = 5) -> list[list[tuple[Landmark, float]]]:
+        k = min(k, len(self.classes))
+        values, indices = probs.topk(k, dim=-1)
+        return [
+            [(self.classes[i], _finite(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
+            for row_p, row_i in zip(values, indices)
+        ]
+
+    def landmark(self, slug: str) -> Landmark | None:
+        return next((lm for lm in self.classes if lm.slug == slug), None)
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
