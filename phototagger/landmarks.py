@@ -72,7 +72,7 @@ def _number(value: object) -> float | None:
 
 
 def read_gazetteer(path: str | Path) -> dict[str, Landmark]:
-    """Read a gazetteer CSV (slug,name,aliases,city,region,country,country_code,latitude,longitude)."""
+    """Read a gazetteer CSV: slug,name,aliases,city,region,country,country_code,lat,lon."""
     path = Path(path)
     try:
         with path.open(newline="", encoding="utf-8") as handle:

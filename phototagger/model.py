@@ -103,7 +103,9 @@ def _file_digest(path: Path) -> str:
 class LandmarkModel:
     """A loaded model: its network on a device, its classes and how to feed it."""
 
-    def __init__(self, module: torch.jit.ScriptModule, meta: dict, path: Path, device: torch.device):
+    def __init__(
+        self, module: torch.jit.ScriptModule, meta: dict, path: Path, device: torch.device
+    ):
         self.module = module.eval()
         self.meta = meta
         self.path = path
@@ -153,9 +155,10 @@ class LandmarkModel:
     def top_k(self, probs: torch.Tensor, k: int = 5) -> list[list[tuple[Landmark, float]]]:
         k = min(k, len(self.classes))
         values, indices = probs.topk(k, dim=-1)
+        rows = zip(values.tolist(), indices.tolist(), strict=True)
         return [
-            [(self.classes[i], _finite(p)) for p, i in zip(row_p.tolist(), row_i.tolist())]
-            for row_p, row_i in zip(values, indices)
+            [(self.classes[i], _finite(p)) for p, i in zip(ps, idx, strict=True)]
+            for ps, idx in rows
         ]
 
     def landmark(self, slug: str) -> Landmark | None:
