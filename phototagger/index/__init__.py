@@ -1,0 +1,5 @@
+"""The index: photos, predictions, models, runs and writes in one SQL database."""
+
+from phototagger.index.store import KnownPhoto, Library, path_key
+
+__all__ = ["KnownPhoto", "Library", "path_key"]

@@ -1,0 +1,308 @@
+"""The library: one index database, its migrations, its lock, and the questions asked of it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+from platformdirs import user_cache_dir
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+import migrations
+from phototagger import landmarks as gazetteer
+from phototagger.errors import ConfigError, IndexLockedError
+from phototagger.index import models as orm
+from phototagger.model import LandmarkModel
+
+
+def path_key(path: str | os.PathLike) -> tuple[str, bytes | None]:
+    """The text kept in ``photos.path``, plus the exact bytes when the name is not UTF-8."""
+    text = os.fspath(path)
+    try:
+        text.encode("utf-8")
+        return text, None
+    except UnicodeEncodeError:
+        raw = os.fsencode(text)
+        return raw.decode("utf-8", "backslashreplace"), raw
+
+
+def _under(column, folder: str):
+    """``column`` lies inside ``folder``; a range test, so the index is used and case counts."""
+    prefix = path_key(folder)[0].rstrip("/") + "/"
+    return (column >= prefix) & (column < prefix[:-1] + "0")
+
+
+@dataclass(frozen=True)
+class KnownPhoto:
+    """What change detection needs to know of an indexed photo, without loading the row."""
+
+    id: int
+    size: int | None
+    mtime_ns: int | None
+    content_hash: str | None
+    status: str
+    predicted: bool
+
+
+class Library:
+    """An index of photos, opened by SQLAlchemy URL and migrated to the current schema."""
+
+    def __init__(self, url: str, migrate: bool = True):
+        self.url = url
+        try:
+            self.engine = _make_engine(url)
+        except (SQLAlchemyError, ValueError, OSError) as error:
+            raise ConfigError(f"cannot open index {url}: {error}") from None
+        self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if migrate:
+            self.upgrade()
+
+    def upgrade(self) -> None:
+        """Apply the Alembic migrations in ``migrations/`` (first use creates the schema)."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+        try:
+            with self.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except SQLAlchemyError as error:
+            raise ConfigError(f"cannot prepare index {self.url}: {error.orig or error}") from None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self.sessions() as session:
+            yield session
+
+    @contextmanager
+    def lock(self, wait: float = 0) -> Iterator[None]:
+        """Hold the index's scan lock; a second scan waits ``wait`` seconds, then gives up."""
+        lock_path = _lock_path(self.url)
+        if lock_path is None:
+            yield
+            return
+        lock = FileLock(str(lock_path))
+        try:
+            lock.acquire(timeout=wait)
+        except Timeout:
+            raise IndexLockedError(
+                f"another phototagger scan is using this index (lock {lock_path});"
+                " try again later or pass --wait SECONDS"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    # -- models and landmarks ------------------------------------------------------------
+
+    def ensure_model(self, session: Session, model: LandmarkModel) -> orm.Model:
+        """The model's row (created on first use) with its landmarks upserted."""
+        row = session.scalar(select(orm.Model).where(orm.Model.model_id == model.model_id))
+        if row is None:
+            row = orm.Model(
+                model_id=model.model_id,
+                name=model.name,
+                version=model.version,
+                architecture=model.architecture,
+                sha256=model.sha256,
+                threshold=model.threshold,
+            )
+            session.add(row)
+        self.ensure_landmarks(session, model.classes)
+        session.flush()
+        return row
+
+    def ensure_landmarks(self, session: Session, landmarks: Iterable[gazetteer.Landmark]) -> None:
+        for landmark in landmarks:
+            row = session.get(orm.Landmark, landmark.slug) or orm.Landmark(slug=landmark.slug)
+            for key, value in landmark.to_dict().items():
+                setattr(row, key, value)
+            session.add(row)
+
+    # -- change detection ----------------------------------------------------------------
+
+    def add_roots(self, session: Session, roots: Sequence[Path]) -> None:
+        known = set(session.scalars(select(orm.Root.path)))
+        for root in roots:
+            text = path_key(root)[0]
+            if text not in known:
+                session.add(orm.Root(path=text))
+                known.add(text)
+
+    def known_photos(
+        self, session: Session, roots: Sequence[Path], model_pk: int
+    ) -> dict[str, KnownPhoto]:
+        """Every indexed photo under ``roots``, keyed by file-system path, in two queries."""
+        predicted = set(
+            session.scalars(
+                select(orm.Prediction.photo_id).where(
+                    orm.Prediction.model_pk == model_pk, orm.Prediction.rank == 0
+                )
+            )
+        )
+        inside = None
+        for root in roots:
+            clause = _under(orm.Photo.path, str(root)) | (orm.Photo.path == path_key(root)[0])
+            inside = clause if inside is None else inside | clause
+        query = select(
+            orm.Photo.id,
+            orm.Photo.path,
+            orm.Photo.path_bytes,
+            orm.Photo.size,
+            orm.Photo.mtime_ns,
+            orm.Photo.content_hash,
+            orm.Photo.status,
+        )
+        if inside is not None:
+            query = query.where(inside)
+        known = {}
+        for pid, text, raw, size, mtime_ns, digest, status in session.execute(query):
+            path = os.fsdecode(raw) if raw is not None else text
+            known[path] = KnownPhoto(pid, size, mtime_ns, digest, status, pid in predicted)
+        return known
+
+    def photo_at(self, session: Session, path: str | os.PathLike) -> orm.Photo | None:
+        return session.scalar(select(orm.Photo).where(orm.Photo.path == path_key(path)[0]))
+
+    def photo_for_update(self, session: Session, path: str | os.PathLike) -> orm.Photo:
+        """The photo row at ``path``, created if the index has never seen it."""
+        photo = self.photo_at(session, path)
+        if photo is None:
+            text, raw = path_key(path)
+            photo = orm.Photo(path=text, path_bytes=raw)
+            session.add(photo)
+        return photo
+
+    # -- questions -----------------------------------------------------------------------
+
+    def find(
+        self,
+        session: Session,
+        *,
+        landmark: str | None = None,
+        country: str | None = None,
+        city: str | None = None,
+        min_confidence: float | None = None,
+        under: str | os.PathLike | None = None,
+        limit: int | None = None,
+    ) -> list[orm.Photo]:
+        """Tagged photos matching every given filter; names match partially, any case or accent."""
+        query = (
+            select(orm.Photo)
+            .where(orm.Photo.landmark_slug.is_not(None), orm.Photo.status == "ok")
+            .order_by(orm.Photo.path)
+        )
+        slugs = self._matching_slugs(session, landmark, country, city)
+        if slugs is not None:
+            query = query.where(orm.Photo.landmark_slug.in_(slugs))
+        if min_confidence is not None:
+            # A person's confirmation has no score and always passes.
+            query = query.where(
+                (orm.Photo.tag_state == "confirmed") | (orm.Photo.confidence >= min_confidence)
+            )
+        if under is not None:
+            query = query.where(_under(orm.Photo.path, os.path.abspath(under)))
+        if limit is not None:
+            query = query.limit(limit)
+        return list(session.scalars(query).unique())
+
+    def _matching_slugs(
+        self, session: Session, landmark: str | None, country: str | None, city: str | None
+    ) -> list[str] | None:
+        if landmark is None and country is None and city is None:
+            return None
+        rows = list(session.scalars(select(orm.Landmark)))
+        if landmark is not None:
+            as_gazetteer = [gazetteer.Landmark.from_dict(_row_dict(row)) for row in rows]
+            wanted = {lm.slug for lm in gazetteer.match(as_gazetteer, landmark)}
+            rows = [row for row in rows if row.slug in wanted]
+        for field, value in (("country", country), ("city", city)):
+            if value is not None:
+                folded = gazetteer.fold(value)
+                rows = [r for r in rows if _field_matches(r, field, folded)]
+        return [row.slug for row in rows]
+
+    def landmark_counts(self, session: Session) -> dict[str, int]:
+        """Tagged photos per landmark slug."""
+        query = (
+            select(orm.Photo.landmark_slug, func.count())
+            .where(orm.Photo.landmark_slug.is_not(None), orm.Photo.status == "ok")
+            .group_by(orm.Photo.landmark_slug)
+        )
+        return {slug: count for slug, count in session.execute(query)}
+
+    def landmark_row(self, session: Session, slug: str) -> orm.Landmark | None:
+        return session.get(orm.Landmark, slug)
+
+    def all_landmarks(self, session: Session) -> list[gazetteer.Landmark]:
+        rows = session.scalars(select(orm.Landmark).order_by(orm.Landmark.name))
+        return [gazetteer.Landmark.from_dict(_row_dict(row)) for row in rows]
+
+    def is_inside_roots(self, session: Session, path: str | os.PathLike) -> bool:
+        """Whether ``path`` (already resolved) lies inside a folder that was scanned."""
+        text = path_key(path)[0]
+        for root in session.scalars(select(orm.Root.path)):
+            if text == root or text.startswith(root.rstrip("/") + "/"):
+                return True
+        return False
+
+    def last_run(self, session: Session) -> orm.Run | None:
+        return session.scalar(select(orm.Run).order_by(orm.Run.id.desc()).limit(1))
+
+
+def _row_dict(row: orm.Landmark) -> dict:
+    fields = ("slug", "name", "aliases", "city", "region", "country", "country_code")
+    data = {key: getattr(row, key) for key in fields}
+    data.update(latitude=row.latitude, longitude=row.longitude)
+    return data
+
+
+def _field_matches(row: orm.Landmark, field: str, folded: str) -> bool:
+    value = getattr(row, field)
+    if field == "country" and row.country_code and folded == gazetteer.fold(row.country_code):
+        return True
+    return bool(value) and folded in gazetteer.fold(value)
+
+
+def _make_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        # WAL lets `query` and the app read while a scan writes; NORMAL is durable in WAL mode
+        # except for the last transactions before a power cut, which the next scan redoes.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    return engine
+
+
+def _lock_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if not parsed.database or parsed.database == ":memory:":
+            return None
+        return Path(parsed.database).expanduser().with_suffix(".lock")
+    digest = hashlib.sha256(url.encode()).hexdigest()[:16]
+    folder = Path(user_cache_dir("phototagger")) / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{digest}.lock"
