@@ -6,6 +6,9 @@ so a model is always fed exactly what it was measured on.
 
 from __future__ import annotations
 
+import io
+import os
+import struct
 import warnings
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,11 +29,14 @@ except ImportError:  # pragma: no cover - pillow-heif is a declared dependency
 
 #: Refuse images above this many pixels (a 200 MP panorama is fine; a decompression bomb is not).
 MAX_PIXELS = 250_000_000
+#: Refuse files above this size before reading them into memory.
+MAX_FILE_BYTES = 1 << 30
 
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif"}
 _EXIF_DATETIME_ORIGINAL = 0x9003
 _EXIF_DATETIME = 0x0132
 _EXIF_IFD = 0x8769
+_GPS_IFD = 0x8825
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -46,11 +52,6 @@ def sniff_format(head: bytes) -> str | None:
     if head[4:8] == b"ftyp" and head[8:12] in _HEIF_BRANDS:
         return "heif"
     return None
-
-
-def read_head(path: str | Path, size: int = 16) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read(size)
 
 
 @dataclass(frozen=True)
@@ -94,28 +95,46 @@ class ImageFacts:
     width: int
     height: int
     taken_at: datetime | None
+    camera_gps: tuple[float, float] | None = None
+
+
+def read_file(path: str | Path) -> bytes:
+    """The whole file, with a one-line reason when it cannot be read or is absurdly large."""
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise ImageError(f"file too large: {size} bytes")
+            return handle.read()
+    except FileNotFoundError:
+        raise ImageError("file vanished before it could be read") from None
+    except IsADirectoryError:
+        raise ImageError("not a file") from None
+    except OSError as error:
+        raise ImageError(f"cannot read: {error.strerror or error}") from None
 
 
 def open_image(path: str | Path, min_side: int | None = None) -> tuple[Image.Image, ImageFacts]:
-    """Decode ``path`` upright and in RGB, refusing what is not an image or too big to be safe.
+    """Decode the file at ``path``; see :func:`decode`."""
+    return decode(read_file(path), min_side)
+
+
+def decode(data: bytes, min_side: int | None = None) -> tuple[Image.Image, ImageFacts]:
+    """Decode ``data`` upright and in RGB, refusing what is not an image or too big to be safe.
 
     With ``min_side``, a JPEG is downscaled in the DCT domain (Pillow's ``draft``) to the
     smallest size whose both sides are still at least ``min_side``: six times faster on 12 MP.
     """
-    path = Path(path)
-    try:
-        head = read_head(path)
-    except OSError as error:
-        raise ImageError(f"cannot read: {error.strerror or error}") from None
-    if not head:
+    if not data:
         raise ImageError("empty file")
-    kind = sniff_format(head)
+    kind = sniff_format(data[:16])
     if kind is None:
         raise ImageError("not an image (unrecognised content)")
+    width = height = 0
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > MAX_PIXELS:
                 raise ImageError(f"image too large: {width}x{height} pixels")
@@ -131,7 +150,7 @@ def open_image(path: str | Path, min_side: int | None = None) -> tuple[Image.Ima
         raise ImageError("refused as a decompression bomb") from None
     except UnidentifiedImageError:
         raise ImageError(f"corrupt or unsupported {kind} file") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as error:
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:
         message = str(error) or type(error).__name__
         if "truncated" in message.lower():
             raise ImageError(f"truncated {kind} file") from None
@@ -146,7 +165,7 @@ def open_image(path: str | Path, min_side: int | None = None) -> tuple[Image.Ima
         image = _to_rgb(image)
     if exif.get(0x0112) in (5, 6, 7, 8):
         width, height = height, width
-    return image, ImageFacts(kind, width, height, _taken_at(exif))
+    return image, ImageFacts(kind, width, height, _taken_at(exif), _camera_gps(exif))
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -171,6 +190,27 @@ def _taken_at(exif: Image.Exif) -> datetime | None:
         return datetime.strptime(raw.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
     except ValueError:
         return None
+
+
+def _camera_gps(exif: Image.Exif) -> tuple[float, float] | None:
+    """Latitude and longitude from the EXIF GPS IFD, or None when absent or unreadable."""
+    try:
+        gps = exif.get_ifd(_GPS_IFD)
+        lat = _degrees(gps[2], gps.get(1, "N"), "S")
+        lon = _degrees(gps[4], gps.get(3, "E"), "W")
+    except Exception:
+        return None
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        return None
+    return lat, lon
+
+
+def _degrees(parts, ref, negative: str) -> float:
+    degrees, minutes, seconds = (float(p) for p in parts)
+    value = degrees + minutes / 60 + seconds / 3600
+    if isinstance(ref, bytes):
+        ref = ref.decode("ascii", "replace")
+    return -value if str(ref).strip("\x00 ").upper() == negative else value
 
 
 def to_input(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:

@@ -1,0 +1,134 @@
+"""Compare what the walk found with what the index knows: new, changed, moved, unchanged.
+
+An unchanged file (same size and mtime, already predicted by this model) costs no decode; a
+file that appears under a new name with the size and content hash of one that disappeared is
+a move, and keeps its predictions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from phototagger.imaging import sniff_format
+from phototagger.index import KnownPhoto
+from phototagger.scan.walk import FoundFile, WalkProblem, has_image_extension
+
+
+@dataclass(frozen=True)
+class Work:
+    """A file to decode and predict, and why."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    reason: str  # new | changed | new-model | forced
+
+
+@dataclass(frozen=True)
+class Move:
+    photo_id: int
+    old_path: str
+    found: FoundFile
+
+
+@dataclass
+class Plan:
+    found: int = 0
+    work: list[Work] = field(default_factory=list)
+    moves: list[Move] = field(default_factory=list)
+    unchanged: int = 0
+    #: (path, reason) of files left alone on purpose, e.g. failed before and not changed since.
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    missing: set[int] = field(default_factory=set)
+    problems: list[WalkProblem] = field(default_factory=list)
+
+    def count(self, reason: str) -> int:
+        return sum(1 for item in self.work if item.reason == reason)
+
+
+def file_hash(path: str) -> str:
+    """SHA-256 of a file's bytes: how a moved or renamed photo is recognised."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def looks_like_image(path: str) -> bool:
+    """Content decides; an image extension alone still gets a file examined (and reported)."""
+    if has_image_extension(path):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            return sniff_format(handle.read(16)) is not None
+    except OSError:
+        return False
+
+
+def plan_changes(
+    found: Iterable[FoundFile | WalkProblem],
+    known: Mapping[str, KnownPhoto],
+    force: bool = False,
+) -> Plan:
+    plan = Plan()
+    fresh: list[FoundFile] = []
+    seen: set[str] = set()
+    for item in found:
+        if isinstance(item, WalkProblem):
+            plan.problems.append(item)
+            continue
+        seen.add(item.path)
+        photo = known.get(item.path)
+        if photo is None:
+            fresh.append(item)
+            continue
+        plan.found += 1
+        same = photo.size == item.size and photo.mtime_ns == item.mtime_ns
+        if force:
+            plan.work.append(Work(item.path, item.size, item.mtime_ns, "forced"))
+        elif not same:
+            plan.work.append(Work(item.path, item.size, item.mtime_ns, "changed"))
+        elif photo.status == "failed":
+            plan.skipped.append((item.path, "failed before and unchanged since"))
+        elif photo.status != "ok" or not photo.predicted:
+            plan.work.append(Work(item.path, item.size, item.mtime_ns, "new-model"))
+        else:
+            plan.unchanged += 1
+    gone = {path: photo for path, photo in known.items() if path not in seen}
+    plan.missing = {photo.id for photo in gone.values() if photo.status != "missing"}
+    by_size: dict[int, list[tuple[str, KnownPhoto]]] = {}
+    for path, photo in gone.items():
+        if photo.content_hash and photo.size is not None:
+            by_size.setdefault(photo.size, []).append((path, photo))
+    for item in fresh:
+        if not looks_like_image(item.path):
+            continue
+        plan.found += 1
+        move = _find_move(item, by_size)
+        if move is None:
+            plan.work.append(Work(item.path, item.size, item.mtime_ns, "new"))
+            continue
+        plan.moves.append(move)
+        plan.missing.discard(move.photo_id)
+        if not gone[move.old_path].predicted:
+            plan.work.append(Work(item.path, item.size, item.mtime_ns, "new-model"))
+    return plan
+
+
+def _find_move(item: FoundFile, by_size: dict[int, list[tuple[str, KnownPhoto]]]) -> Move | None:
+    candidates = by_size.get(item.size)
+    if not candidates:
+        return None
+    try:
+        digest = file_hash(item.path)
+    except OSError:
+        return None
+    for index, (old_path, photo) in enumerate(candidates):
+        if photo.content_hash == digest and os.path.lexists(old_path) is False:
+            del candidates[index]  # one old photo moves to one new place
+            return Move(photo.id, old_path, item)
+    return None

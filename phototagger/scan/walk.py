@@ -1,0 +1,118 @@
+"""Find the files a scan should look at: recursive, hidden folders skipped, loops survived.
+
+The walk only stats; what a file *is* gets decided from its content later, and only for files
+the index does not already know unchanged, so a rescan of an unchanged library opens no file.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import stat
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+#: Extensions that promise an image: such a file with other content is reported, not ignored.
+IMAGE_EXTENSIONS = frozenset(
+    ".jpg .jpeg .jpe .jfif .png .webp .tif .tiff .heic .heif .hif .avif".split()
+)
+#: Files that are never photos (phototagger's own sidecars among them): not even opened.
+IGNORED_EXTENSIONS = frozenset(".xmp .json .txt .db .sqlite3 .lock .tmp".split())
+
+
+@dataclass(frozen=True)
+class FoundFile:
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class WalkProblem:
+    """A file or folder the walk could not look into, with a one-line reason."""
+
+    path: str
+    reason: str
+
+
+def has_image_extension(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
+
+
+def walk(roots: Iterable[Path], excludes: Iterable[str] = ()) -> Iterator[FoundFile | WalkProblem]:
+    """Every regular file under ``roots`` once, in a stable order.
+
+    ``excludes`` are glob patterns matched against each file or folder name and against its
+    path; symbolic links are followed, but a folder or file already visited is not again.
+    """
+    patterns = tuple(excludes)
+    seen_dirs: set[tuple[int, int]] = set()
+    seen_files: set[tuple[int, int]] = set()
+    for root in roots:
+        root = Path(root).absolute()
+        if root.is_file():
+            yield from _file(os.fspath(root), seen_files)
+            continue
+        yield from _walk_dir(os.fspath(root), patterns, seen_dirs, seen_files)
+
+
+def _excluded(path: str, patterns: tuple[str, ...]) -> bool:
+    name = os.path.basename(path)
+    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path, p) for p in patterns)
+
+
+def _walk_dir(
+    folder: str,
+    patterns: tuple[str, ...],
+    seen_dirs: set[tuple[int, int]],
+    seen_files: set[tuple[int, int]],
+) -> Iterator[FoundFile | WalkProblem]:
+    try:
+        info = os.stat(folder)
+    except OSError as error:
+        yield WalkProblem(folder, f"cannot open folder: {error.strerror}")
+        return
+    key = (info.st_dev, info.st_ino)
+    if key in seen_dirs:
+        return  # a symlink loop, or a second way into a folder already walked
+    seen_dirs.add(key)
+    try:
+        with os.scandir(folder) as listing:
+            entries = sorted(listing, key=lambda entry: entry.name)
+    except OSError as error:
+        yield WalkProblem(folder, f"cannot list folder: {error.strerror}")
+        return
+    subfolders = []
+    for entry in entries:
+        if entry.name.startswith(".") or _excluded(entry.path, patterns):
+            continue
+        try:
+            is_dir = entry.is_dir()
+        except OSError:
+            is_dir = False
+        if is_dir:
+            subfolders.append(entry.path)
+        elif os.path.splitext(entry.name)[1].lower() not in IGNORED_EXTENSIONS:
+            yield from _file(entry.path, seen_files)
+    for subfolder in subfolders:
+        yield from _walk_dir(subfolder, patterns, seen_dirs, seen_files)
+
+
+def _file(path: str, seen_files: set[tuple[int, int]]) -> Iterator[FoundFile | WalkProblem]:
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        if os.path.islink(path) and has_image_extension(path):
+            yield WalkProblem(path, "broken symbolic link")
+        return  # vanished between listing and stat: nothing to report
+    except OSError as error:
+        yield WalkProblem(path, f"cannot stat: {error.strerror}")
+        return
+    if not stat.S_ISREG(info.st_mode):
+        return
+    key = (info.st_dev, info.st_ino)
+    if key in seen_files:
+        return
+    seen_files.add(key)
+    yield FoundFile(path, info.st_size, info.st_mtime_ns)
