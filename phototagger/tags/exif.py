@@ -1,0 +1,223 @@
+"""EXIF GPS in and out without moving a single existing byte of the TIFF block.
+
+Maker notes hold offsets into the block, so the block is never re-serialised: a new GPS IFD and a
+copy of IFD0 with one extra entry (the GPSInfo pointer) are appended at its end and the header is
+re-pointed at the copy. Undo re-points the header at the original IFD0 and cuts the tail off,
+which gives back the original bytes exactly.
+"""
+
+from __future__ import annotations
+
+import struct
+import unicodedata
+from dataclasses import dataclass
+from fractions import Fraction
+
+import piexif
+
+GPS_POINTER = 0x8825
+POINTER_TAGS = (0x8769, GPS_POINTER, 0xA005)  # ExifIFD, GPSInfo, InteropIFD
+TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
+BYTE, ASCII, LONG, RATIONAL, UNDEFINED = 1, 2, 4, 5, 7
+METHOD_PREFIX = b"ASCII\x00\x00\x00phototagger:"
+
+
+class ExifError(ValueError):
+    """EXIF we cannot walk with certainty: leave it alone."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    tag: int
+    type: int
+    count: int
+    raw: bytes  # the 4-byte value-or-offset field, verbatim
+
+
+@dataclass(frozen=True)
+class Ifd0:
+    endian: str  # "<" or ">"
+    offset: int
+    entries: tuple[Entry, ...]
+    next_raw: bytes  # the 4-byte pointer to IFD1, verbatim
+
+    def find(self, tag: int) -> Entry | None:
+        return next((e for e in self.entries if e.tag == tag), None)
+
+
+def parse_ifd0(tiff: bytes) -> Ifd0:
+    """Read the TIFF header and IFD0; raise ExifError on anything inconsistent."""
+    if tiff[:4] == b"II*\x00":
+        endian = "<"
+    elif tiff[:4] == b"MM\x00*":
+        endian = ">"
+    else:
+        raise ExifError("no TIFF header")
+    (offset,) = struct.unpack(endian + "I", tiff[4:8])
+    entries = _read_ifd(tiff, endian, offset)
+    for entry in entries:
+        if entry.type not in TYPE_SIZES:
+            raise ExifError(f"IFD0 tag 0x{entry.tag:04X} has unknown type {entry.type}")
+        if entry.tag in POINTER_TAGS and (entry.type not in (LONG, 13) or entry.count != 1):
+            raise ExifError(f"IFD0 pointer 0x{entry.tag:04X} has the wrong format")
+    end = offset + 2 + 12 * len(entries)
+    return Ifd0(endian, offset, tuple(entries), tiff[end : end + 4])
+
+
+def _read_ifd(tiff: bytes, endian: str, offset: int) -> list[Entry]:
+    if offset < 8 or offset + 2 > len(tiff):
+        raise ExifError(f"IFD offset {offset} outside the block")
+    (count,) = struct.unpack(endian + "H", tiff[offset : offset + 2])
+    if count == 0 or offset + 2 + 12 * count + 4 > len(tiff):
+        raise ExifError("IFD overruns the block")
+    entries = []
+    for i in range(count):
+        start = offset + 2 + 12 * i
+        tag, typ, n = struct.unpack(endian + "HHI", tiff[start : start + 8])
+        entries.append(Entry(tag, typ, n, tiff[start + 8 : start + 12]))
+    return entries
+
+
+def _value(tiff: bytes, endian: str, entry: Entry) -> bytes:
+    size = TYPE_SIZES.get(entry.type, 0) * entry.count
+    if size <= 4:
+        return entry.raw[:size]
+    (where,) = struct.unpack(endian + "I", entry.raw)
+    if where + size > len(tiff):
+        raise ExifError(f"value of tag 0x{entry.tag:04X} overruns the block")
+    return tiff[where : where + size]
+
+
+def gps_ifd(tiff: bytes) -> tuple[str, dict[int, bytes]] | None:
+    """The GPS IFD's values by tag, or None when IFD0 has no GPSInfo pointer."""
+    ifd0 = parse_ifd0(tiff)
+    pointer = ifd0.find(GPS_POINTER)
+    if pointer is None:
+        return None
+    (offset,) = struct.unpack(ifd0.endian + "I", pointer.raw)
+    entries = _read_ifd(tiff, ifd0.endian, offset)
+    return ifd0.endian, {e.tag: _value(tiff, ifd0.endian, e) for e in entries}
+
+
+def read_gps(tiff: bytes) -> tuple[float, float] | None:
+    """Latitude and longitude in decimal degrees (south and west negative), or None."""
+    found = gps_ifd(tiff)
+    if found is None:
+        return None
+    endian, values = found
+    if not all(tag in values for tag in (1, 2, 3, 4)):
+        return None
+    lat = _degrees(endian, values[2]) * (-1 if values[1][:1] in (b"S", b"s") else 1)
+    lon = _degrees(endian, values[4]) * (-1 if values[3][:1] in (b"W", b"w") else 1)
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ExifError("GPS position out of range")
+    return lat, lon
+
+
+def _degrees(endian: str, raw: bytes) -> float:
+    if len(raw) != 24:
+        raise ExifError("GPS coordinate is not three rationals")
+    parts = struct.unpack(endian + "6I", raw)
+    if 0 in parts[1::2]:
+        raise ExifError("GPS coordinate divides by zero")
+    d, m, s = (parts[i] / parts[i + 1] for i in (0, 2, 4))
+    return d + m / 60 + s / 3600
+
+
+def has_gps_pointer(tiff: bytes) -> bool:
+    return parse_ifd0(tiff).find(GPS_POINTER) is not None
+
+
+def is_ours(tiff: bytes) -> bool:
+    """Whether the GPS IFD is one phototagger wrote (its processing method says so)."""
+    found = gps_ifd(tiff)
+    return found is not None and found[1].get(0x1B, b"").startswith(METHOD_PREFIX)
+
+
+def processing_method(note: str) -> bytes:
+    ascii_note = unicodedata.normalize("NFKD", note).encode("ascii", "ignore")
+    return METHOD_PREFIX + b" " + ascii_note
+
+
+def _rationals(value: float) -> tuple[tuple[int, int], ...]:
+    value = abs(value)
+    degrees = int(value)
+    minutes = int((value - degrees) * 60)
+    seconds = Fraction(round(((value - degrees) * 60 - minutes) * 60 * 10000), 10000)
+    return (degrees, 1), (minutes, 1), (seconds.numerator, seconds.denominator)
+
+
+def add_gps(tiff: bytes, lat: float, lon: float, note: str) -> bytes:
+    """Append a GPS IFD and a re-pointing copy of IFD0; every existing byte stays put.
+
+    A GPS IFD without a position (some cameras write only GPSVersionID) is carried over: its
+    entries are copied verbatim into the new GPS IFD, their value offsets still valid.
+    """
+    ifd0 = parse_ifd0(tiff)
+    e = ifd0.endian
+    old_pointer = ifd0.find(GPS_POINTER)
+    kept: list[Entry] = []
+    if old_pointer is not None:
+        kept = _read_ifd(tiff, e, struct.unpack(e + "I", old_pointer.raw)[0])
+        if {1, 2, 3, 4, 0x1B} & {x.tag for x in kept}:
+            raise ExifError("the photo already has a GPS position")
+    base = len(tiff) + (len(tiff) % 2)
+    others = [x for x in ifd0.entries if x.tag != GPS_POINTER]
+    gps_at = base + 2 + 12 * (len(others) + 1) + 4
+    method = processing_method(note)
+    ours = {0: (BYTE, 4, bytes((2, 3, 0, 0))) if not any(x.tag == 0 for x in kept) else None}
+    gps_count = len(kept) + 5 + (ours[0] is not None)
+    data_at = gps_at + 2 + 12 * gps_count + 4
+
+    def at(offset: int) -> bytes:
+        return struct.pack(e + "I", offset)
+
+    ours |= {
+        1: (ASCII, 2, (b"N" if lat >= 0 else b"S") + b"\x00\x00\x00"),
+        2: (RATIONAL, 3, at(data_at)),
+        3: (ASCII, 2, (b"E" if lon >= 0 else b"W") + b"\x00\x00\x00"),
+        4: (RATIONAL, 3, at(data_at + 24)),
+        0x1B: (UNDEFINED, len(method), at(data_at + 48)),
+    }
+    gps = kept + [Entry(tag, *spec) for tag, spec in ours.items() if spec is not None]
+    new_ifd0 = sorted((*others, Entry(GPS_POINTER, LONG, 1, at(gps_at))), key=lambda x: x.tag)
+    out = bytearray(tiff) + b"\x00" * (base - len(tiff))
+    for entries, next_raw in ((new_ifd0, ifd0.next_raw), (gps, b"\x00" * 4)):
+        out += struct.pack(e + "H", len(entries))
+        out += b"".join(struct.pack(e + "HHI", x.tag, x.type, x.count) + x.raw
+                        for x in sorted(entries, key=lambda x: x.tag))
+        out += next_raw
+    for value in (lat, lon):
+        out += b"".join(struct.pack(e + "II", n, d) for n, d in _rationals(value))
+    out += method + b"\x00" * (len(method) % 2)
+    out[4:8] = at(base)
+    return bytes(out)
+
+
+def restore(tiff: bytes, ifd0_offset: int, length: int) -> bytes:
+    """Undo add_gps: back to the original IFD0 and length, checked before it is trusted."""
+    current = parse_ifd0(tiff)
+    if not is_ours(tiff) or current.offset < length or length > len(tiff):
+        raise ExifError("the GPS IFD is not the one phototagger appended")
+    out = bytearray(tiff[:length])
+    out[4:8] = struct.pack(current.endian + "I", ifd0_offset)
+    original = parse_ifd0(bytes(out))
+    def others(ifd: Ifd0) -> tuple[Entry, ...]:
+        return tuple(x for x in ifd.entries if x.tag != GPS_POINTER)
+
+    if others(original) != others(current) or original.next_raw != current.next_raw:
+        raise ExifError("IFD0 changed since phototagger wrote GPS")
+    return bytes(out)
+
+
+def fresh_block(lat: float, lon: float, note: str) -> bytes:
+    """A minimal TIFF block with only a GPS IFD, for a JPEG that had no EXIF at all."""
+    gps = {
+        piexif.GPSIFD.GPSVersionID: (2, 3, 0, 0),
+        piexif.GPSIFD.GPSLatitudeRef: "N" if lat >= 0 else "S",
+        piexif.GPSIFD.GPSLatitude: _rationals(lat),
+        piexif.GPSIFD.GPSLongitudeRef: "E" if lon >= 0 else "W",
+        piexif.GPSIFD.GPSLongitude: _rationals(lon),
+        piexif.GPSIFD.GPSProcessingMethod: processing_method(note),
+    }
+    return piexif.dump({"0th": {}, "Exif": {}, "GPS": gps, "1st": {}})[len(b"Exif\x00\x00") :]

@@ -1,0 +1,576 @@
+"""Policy: embed when lossless and verified, else a sidecar; atomic replace; exact undo.
+
+The product's first promise is never to damage a photo: every in-place edit is rebuilt from the
+original bytes, written to a temp file, re-read and checked (image data identical, metadata
+parses, original EXIF bytes in place) before it replaces the original.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from phototagger.errors import TagWriteError
+from phototagger.landmarks import Landmark
+from phototagger.tags import exif, jpeg, png, sidecar, xmp
+from phototagger.tags.atomic import atomic_write, fsync_dir
+from phototagger.tags.jpeg import JpegStructureError
+from phototagger.tags.png import PngStructureError
+from phototagger.tags.xmp import Packet, XmpError
+
+SEGMENT_XMP, SEGMENT_EXIF = "segment:xmp", "segment:exif"
+
+
+@dataclass
+class TagRequest:
+    landmark: Landmark
+    confidence: float | None  # None for a person's tag
+    source: str  # "model" or "person"
+    model: str | None
+    top_k: list[tuple[str, float]]  # [(landmark name, probability), ...] best first
+    tagged_at: datetime  # timezone-aware
+
+
+@dataclass
+class WriteResult:
+    target: Path
+    mode: str  # "embed" or "sidecar"
+    gps_written: bool
+    reason: str | None = None
+
+
+@dataclass
+class RemoveResult:
+    files_changed: list[Path]
+    removed: bool
+
+
+@dataclass
+class ReadTags:
+    landmark: str
+    slug: str
+    confidence: float | None
+    source: str
+    model: str | None
+    tagged_at: datetime | None
+    gps_written: bool
+    where: Path
+
+
+class _Refused(Exception):
+    """Embedding is not possible losslessly; the message is the sidecar fallback's reason."""
+
+
+def _sniff(path: Path) -> str | None:
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head == png.SIGNATURE:
+        return "png"
+    return None
+
+
+# -- what to write ------------------------------------------------------------------------
+def _entry(request: TagRequest, gps: str) -> xmp.Entry:
+    lm = request.landmark
+    simple = {
+        "Iptc4xmpCore:Location": lm.name,
+        "photoshop:City": lm.city,
+        "photoshop:State": lm.region,
+        "photoshop:Country": lm.country,
+        "Iptc4xmpCore:CountryCode": lm.country_code,
+    }
+    location = {
+        "LocationName": lm.name,
+        "City": lm.city,
+        "ProvinceState": lm.region,
+        "CountryName": lm.country,
+        "CountryCode": lm.country_code,
+    }
+    if lm.has_location:
+        lat = xmp.gps_coordinate(lm.latitude, "N", "S")
+        lon = xmp.gps_coordinate(lm.longitude, "E", "W")
+        location |= {"GPSLatitude": lat, "GPSLongitude": lon}
+        if gps == "xmp":
+            simple |= {
+                "exif:GPSLatitude": lat,
+                "exif:GPSLongitude": lon,
+                "exif:GPSProcessingMethod": f"phototagger: {_gps_note(lm)}",
+            }
+    provenance = {
+        "landmark": lm.name,
+        "slug": lm.slug,
+        "source": request.source,
+        "confidence": None if request.confidence is None else f"{request.confidence:.4f}",
+        "model": request.model,
+        "taggedAt": request.tagged_at.isoformat(),
+        "gpsWritten": gps,
+    }
+    path = lm.place_path
+    return xmp.Entry(
+        simple={k: v for k, v in simple.items() if v},
+        bags={
+            "dc:subject": [lm.name],
+            "lr:hierarchicalSubject": ["|".join(("Places", *path))],
+            "digiKam:TagsList": ["/".join(("Places", *path))],
+        },
+        location={k: v for k, v in location.items() if v},
+        provenance={k: v for k, v in provenance.items() if v is not None},
+        top_k=list(request.top_k),
+    )
+
+
+def _gps_note(lm: Landmark) -> str:
+    return f"estimated from landmark {lm.name}"
+
+
+def _check(request: TagRequest) -> None:
+    if request.tagged_at.tzinfo is None:
+        raise TagWriteError("tagged_at must be timezone-aware")
+    if request.confidence is not None and not 0 <= request.confidence <= 1:
+        raise TagWriteError(f"confidence {request.confidence} is not a probability")
+
+
+# -- GPS knowledge ------------------------------------------------------------------------
+def read_camera_gps(path: str | Path) -> tuple[float, float] | None:
+    """The file's own EXIF GPS position (not one phototagger estimated); never raises."""
+    try:
+        path = Path(path)
+        if _sniff(path) == "jpeg":
+            tiff = jpeg.exif_tiff(jpeg.parse(path.read_bytes()))
+            if tiff is None or exif.is_ours(tiff):
+                return None
+            return exif.read_gps(tiff)
+        return _pillow_gps(path)
+    except Exception:  # broken EXIF of any kind reads as "no position"
+        return None
+
+
+def _pillow_gps(path: Path) -> tuple[float, float] | None:
+    from PIL import Image
+
+    with contextlib.suppress(ImportError):
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    with Image.open(path) as image:
+        gps = image.getexif().get_ifd(0x8825)
+    if not all(tag in gps for tag in (1, 2, 3, 4)):
+        return None
+    if bytes(gps.get(0x1B, b"") or b"").startswith(exif.METHOD_PREFIX):
+        return None
+
+    def degrees(value, ref) -> float:
+        d, m, s = (float(x) for x in value)
+        return (d + m / 60 + s / 3600) * (-1 if str(ref).upper().startswith(("S", "W")) else 1)
+
+    lat, lon = degrees(gps[2], gps[1]), degrees(gps[4], gps[3])
+    if math.isnan(lat) or math.isnan(lon):
+        return None
+    return lat, lon
+
+
+def _sidecar_has_position(path: Path) -> bool:
+    for candidate in sidecar.sidecars(path):
+        with contextlib.suppress(OSError, XmpError):
+            if xmp.has_position(sidecar.load(candidate)):
+                return True
+    return False
+
+
+def _embedded_packet(path: Path) -> Packet | None:
+    """The XMP inside a JPEG or PNG, or None (none there, or unreadable)."""
+    with contextlib.suppress(OSError, ValueError):
+        kind = _sniff(path)
+        data = path.read_bytes()
+        raw = (
+            jpeg.xmp_packet(jpeg.parse(data))
+            if kind == "jpeg"
+            else png.xmp_packet(data)
+            if kind == "png"
+            else None
+        )
+        return Packet.parse(raw) if raw else None
+    return None
+
+
+# -- public API ---------------------------------------------------------------------------
+def write_tags(
+    path: str | Path, request: TagRequest, mode: str = "embed", preserve_mtime: bool = False
+) -> WriteResult:
+    """Tag a photo: in the file when that is lossless and verified, else in NAME.ext.xmp."""
+    path = Path(path)
+    if mode not in ("embed", "sidecar"):
+        raise TagWriteError(f"unknown tag mode {mode!r} (embed or sidecar)")
+    if not path.is_file():
+        raise TagWriteError(f"{path}: not a file")
+    _check(request)
+    reason = None
+    if mode == "embed":
+        kind = _sniff(path)
+        if kind is None:
+            reason = f"{path.suffix or 'this'} files are not edited in place"
+        elif not os.access(path, os.W_OK):
+            reason = "the file is read-only"
+        elif not os.access(path.parent, os.W_OK | os.X_OK):
+            reason = "the folder is read-only"
+        else:
+            try:
+                result = (_embed_jpeg if kind == "jpeg" else _embed_png)(
+                    path, request, preserve_mtime
+                )
+            except _Refused as refused:
+                reason = str(refused)
+            else:
+                _strip_sidecars(path)
+                return result
+    return _write_sidecar(path, request, reason)
+
+
+def remove_tags(path: str | Path) -> RemoveResult:
+    """Remove exactly what phototagger wrote, from the file and its sidecars."""
+    path = Path(path)
+    changed = _strip_sidecars(path, strict=True)
+    kind = _sniff(path) if path.is_file() else None
+    try:
+        if kind == "jpeg" and _unembed_jpeg(path):
+            changed.append(path)
+        elif kind == "png" and _unembed_png(path):
+            changed.append(path)
+    except OSError as error:
+        raise TagWriteError(f"{path}: cannot remove tags: {error.strerror or error}") from None
+    return RemoveResult(files_changed=changed, removed=bool(changed))
+
+
+def read_tags(path: str | Path) -> ReadTags | None:
+    """phototagger's entry for a photo; the newest one if file and sidecar disagree."""
+    path = Path(path)
+    found = []
+    packet = _embedded_packet(path) if path.is_file() else None
+    if packet is not None:
+        found.append((xmp.read(packet), path))
+    for candidate in sidecar.sidecars(path):
+        with contextlib.suppress(OSError, XmpError):
+            found.append((xmp.read(sidecar.load(candidate)), candidate))
+    found = [(record, where) for record, where in found if record is not None]
+    if not found:
+        return None
+    record, where = max(found, key=lambda item: item[0].tagged_at.timestamp()
+                        if item[0].tagged_at else float("-inf"))
+    return ReadTags(
+        landmark=record.landmark, slug=record.slug, confidence=record.confidence,
+        source=record.source, model=record.model, tagged_at=record.tagged_at,
+        gps_written=record.gps_written, where=where,
+    )
+
+
+# -- sidecars -----------------------------------------------------------------------------
+def _write_sidecar(path: Path, request: TagRequest, reason: str | None) -> WriteResult:
+    target = sidecar.sidecar_path(path)
+    try:
+        packet = sidecar.load(target) if target.exists() else Packet.empty()
+    except XmpError:
+        raise TagWriteError(f"{target}: existing sidecar is not valid XMP; left as it is") from None
+    except OSError as error:
+        raise TagWriteError(f"{target}: cannot read sidecar: {error.strerror}") from None
+    embedded = _embedded_packet(path)
+    xmp.strip(packet)
+    has_gps = (
+        read_camera_gps(path) is not None
+        or (embedded is not None and xmp.has_position(embedded))
+        or _sidecar_has_position(path)
+        or xmp.has_position(packet)
+    )
+    gps = "xmp" if request.landmark.has_location and not has_gps else "none"
+    xmp.merge(packet, _entry(request, gps), None, [])
+
+    def verify(data: bytes) -> None:
+        _verify_record(Packet.parse(data), request)
+
+    try:
+        atomic_write(target, sidecar.render(packet), verify, like=target if target.exists()
+                     else None)
+    except (OSError, XmpError) as error:
+        detail = getattr(error, "strerror", None) or str(error)
+        why = f" ({reason})" if reason else ""
+        raise TagWriteError(f"{target}: cannot write sidecar: {detail}{why}") from None
+    return WriteResult(target=target, mode="sidecar", gps_written=gps != "none", reason=reason)
+
+
+def _strip_sidecars(path: Path, strict: bool = False) -> list[Path]:
+    """Take phototagger's entries out of the photo's sidecars; delete ones left empty."""
+    changed = []
+    for candidate in sidecar.sidecars(path):
+        try:
+            packet = sidecar.load(candidate)
+            if not xmp.strip(packet):
+                continue
+            if packet.is_empty():
+                candidate.unlink()
+                fsync_dir(candidate.parent)
+            else:
+                atomic_write(candidate, sidecar.render(packet), _no_record, like=candidate)
+            changed.append(candidate)
+        except (OSError, XmpError) as error:
+            if strict:
+                raise TagWriteError(f"{candidate}: cannot remove tags: {error}") from None
+    return changed
+
+
+def _no_record(data: bytes) -> None:
+    if xmp.read(Packet.parse(data)) is not None:
+        raise TagWriteError("verification failed: phototagger's entry is still there")
+
+
+def _verify_record(packet: Packet, request: TagRequest) -> None:
+    record = xmp.read(packet)
+    if record is None or record.slug != request.landmark.slug or (
+        record.tagged_at != request.tagged_at
+    ):
+        raise TagWriteError("verification failed: the written XMP lacks phototagger's entry")
+
+
+# -- JPEG ---------------------------------------------------------------------------------
+def _open_jpeg(path: Path) -> tuple[bytes, jpeg.Jpeg, Packet, bool]:
+    """Original bytes, segments, XMP packet (new if none) and whether the file had XMP."""
+    data = path.read_bytes()
+    try:
+        parsed = jpeg.parse(data)
+        index = parsed.xmp_index()
+    except JpegStructureError as error:
+        raise _Refused(f"JPEG structure not understood: {error}") from None
+    if parsed.indexes(jpeg.APP1, jpeg.EXTENDED_XMP_ID):
+        raise _Refused("the file uses ExtendedXMP")
+    if index is None:
+        return data, parsed, Packet.empty(), False
+    try:
+        return data, parsed, Packet.parse(jpeg.xmp_packet(parsed) or b""), True
+    except XmpError as error:
+        raise _Refused(f"the file's XMP cannot be merged into: {error}") from None
+
+
+def _undo_exif_gps(tiff: bytes | None, record: xmp.OurTags | None) -> bytes | None:
+    """EXIF as it was before phototagger's GPS (None: phototagger created the whole block)."""
+    if tiff is None or record is None:
+        return tiff
+    try:
+        if not exif.is_ours(tiff):
+            return tiff
+        if SEGMENT_EXIF in record.added:
+            return None
+        if record.exif_restore is not None:
+            return exif.restore(tiff, *record.exif_restore)
+    except exif.ExifError:
+        pass
+    return tiff  # not ours, or no exact way back: left as it is
+
+
+def _rebuild(
+    parsed: jpeg.Jpeg, tiff: bytes | None, packet: bytes | None
+) -> tuple[list[jpeg.Segment], set[int]]:
+    """New header segments with EXIF and XMP replaced, inserted or dropped; changed slots."""
+    segments = list(parsed.segments)
+    changed: set[int] = set()
+    for ident, payload in ((jpeg.EXIF_ID, tiff), (jpeg.XMP_ID, packet)):
+        found = [i for i, s in enumerate(segments) if s.is_app(jpeg.APP1, ident)]
+        new = None if payload is None else jpeg.Segment(jpeg.APP1, ident + payload)
+        if found and new is None:
+            del segments[found[0]]
+            changed.add(found[0])
+        elif found and new is not None:
+            if segments[found[0]] != new:
+                segments[found[0]] = new
+                changed.add(found[0])
+        elif new is not None:
+            slot = jpeg.Jpeg(segments).metadata_slot()
+            segments.insert(slot, new)
+            changed.add(slot)
+    mpf = parsed.mpf_index()
+    if mpf is not None and changed and max(changed) > mpf:
+        raise _Refused("metadata sits after the MPF index, whose offsets would break")
+    for segment in segments:
+        if len(segment.payload) > jpeg.MAX_PAYLOAD:
+            raise _Refused("the metadata would not fit in a 64 KB JPEG segment")
+    return segments, changed
+
+
+def _others(parsed: jpeg.Jpeg) -> list[jpeg.Segment]:
+    return [
+        s for s in parsed.segments
+        if not (s.is_app(jpeg.APP1, jpeg.EXIF_ID) or s.is_app(jpeg.APP1, jpeg.XMP_ID))
+    ]
+
+
+def _embed_jpeg(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteResult:
+    _, parsed, packet, had_xmp = _open_jpeg(path)
+    record = xmp.read(packet)
+    user_tiff = _undo_exif_gps(jpeg.exif_tiff(parsed), record)
+    exif_ok, has_gps = True, xmp.has_position(packet) or _sidecar_has_position(path)
+    if user_tiff is not None:
+        try:
+            exif.parse_ifd0(user_tiff)
+            has_gps = has_gps or exif.read_gps(user_tiff) is not None or exif.is_ours(user_tiff)
+        except exif.ExifError:
+            exif_ok = False  # EXIF we cannot read: untouched, and no estimate (we can't tell)
+    lm = request.landmark
+    gps, new_tiff, restore_at = "none", user_tiff, None
+    if lm.has_location and exif_ok and not has_gps:
+        gps = "xmp"
+        with contextlib.suppress(exif.ExifError):
+            if user_tiff is None:
+                candidate = exif.fresh_block(lm.latitude, lm.longitude, _gps_note(lm))
+            else:
+                candidate = exif.add_gps(user_tiff, lm.latitude, lm.longitude, _gps_note(lm))
+                restore_at = (exif.parse_ifd0(user_tiff).offset, len(user_tiff))
+            if len(jpeg.EXIF_ID) + len(candidate) <= jpeg.MAX_PAYLOAD:
+                new_tiff, gps = candidate, "exif"
+            else:
+                restore_at = None
+    created_xmp = not had_xmp or (record is not None and SEGMENT_XMP in record.added)
+    notes = [SEGMENT_XMP] * created_xmp + [SEGMENT_EXIF] * (user_tiff is None and gps == "exif")
+    xmp.strip(packet)
+    xmp.merge(packet, _entry(request, gps), restore_at, notes)
+    segments, _ = _rebuild(parsed, new_tiff, packet.to_bytes())
+    new_data = jpeg.Jpeg(segments, parsed.scan).to_bytes()
+
+    def verify(written: bytes) -> None:
+        again = _verify_jpeg(written, parsed)
+        _verify_record(Packet.parse(jpeg.xmp_packet(again) or b""), request)
+        _verify_exif(jpeg.exif_tiff(again), user_tiff, new_tiff, gps, lm)
+
+    _replace(path, new_data, verify, preserve_mtime)
+    return WriteResult(target=path, mode="embed", gps_written=gps != "none")
+
+
+def _unembed_jpeg(path: Path) -> bool:
+    try:
+        _, parsed, packet, _ = _open_jpeg(path)
+    except _Refused:
+        return False
+    record = xmp.read(packet)
+    if record is None:
+        return False
+    tiff = _undo_exif_gps(jpeg.exif_tiff(parsed), record)
+    xmp.strip(packet)
+    drop_xmp = SEGMENT_XMP in record.added and packet.is_empty()
+    segments, _ = _rebuild(parsed, tiff, None if drop_xmp else packet.to_bytes())
+    new_data = jpeg.Jpeg(segments, parsed.scan).to_bytes()
+
+    def verify(written: bytes) -> None:
+        again = _verify_jpeg(written, parsed)
+        raw = jpeg.xmp_packet(again)
+        if raw is not None:
+            _no_record(raw)
+        if jpeg.exif_tiff(again) != tiff:
+            raise TagWriteError("verification failed: EXIF is not as it was")
+
+    _replace(path, new_data, verify, preserve_mtime=False)
+    return True
+
+
+def _verify_jpeg(written: bytes, original: jpeg.Jpeg) -> jpeg.Jpeg:
+    """The written file parses, its image data and non-metadata segments are the original's."""
+    try:
+        again = jpeg.parse(written)
+    except JpegStructureError as error:
+        raise TagWriteError(f"verification failed: {error}") from None
+    if again.scan_digest() != original.scan_digest():
+        raise TagWriteError("verification failed: image data changed")
+    if _others(again) != _others(original):
+        raise TagWriteError("verification failed: a non-metadata segment changed")
+    return again
+
+
+def _verify_exif(
+    written: bytes | None, user: bytes | None, intended: bytes | None, gps: str, lm: Landmark
+) -> None:
+    if written != intended:
+        raise TagWriteError("verification failed: EXIF differs from what was built")
+    if gps != "exif" or written is None:
+        return
+    try:
+        exif.parse_ifd0(written)
+        position = exif.read_gps(written)
+    except exif.ExifError as error:
+        raise TagWriteError(f"verification failed: EXIF does not parse: {error}") from None
+    if user is not None and (written[:4] != user[:4] or written[8 : len(user)] != user[8:]):
+        raise TagWriteError("verification failed: original EXIF bytes moved")
+    if position is None or abs(position[0] - lm.latitude) > 1e-5 or (
+        abs(position[1] - lm.longitude) > 1e-5
+    ):
+        raise TagWriteError("verification failed: GPS does not read back")
+
+
+def _replace(path: Path, data: bytes, verify, preserve_mtime: bool) -> None:
+    try:
+        atomic_write(path, data, verify, like=path, preserve_mtime=preserve_mtime)
+    except OSError as error:
+        raise TagWriteError(f"{path}: write failed, original untouched: {error}") from None
+
+
+# -- PNG ----------------------------------------------------------------------------------
+def _open_png(path: Path) -> tuple[bytes, Packet, bool]:
+    data = path.read_bytes()
+    try:
+        raw = png.xmp_packet(data)
+        return data, (Packet.parse(raw) if raw is not None else Packet.empty()), raw is not None
+    except (PngStructureError, XmpError) as error:
+        raise _Refused(f"PNG cannot be edited in place: {error}") from None
+
+
+def _embed_png(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteResult:
+    data, packet, had_xmp = _open_png(path)
+    record = xmp.read(packet)
+    has_gps = (
+        read_camera_gps(path) is not None
+        or xmp.has_position(packet)
+        or _sidecar_has_position(path)
+    )
+    gps = "xmp" if request.landmark.has_location and not has_gps else "none"
+    created = not had_xmp or (record is not None and SEGMENT_XMP in record.added)
+    xmp.strip(packet)
+    xmp.merge(packet, _entry(request, gps), None, [SEGMENT_XMP] * created)
+    new_data = png.with_xmp(data, packet.to_bytes())
+    digest = png.image_digest(data)
+
+    def verify(written: bytes) -> None:
+        try:
+            same = png.image_digest(written) == digest
+            raw = png.xmp_packet(written) or b""
+        except PngStructureError as error:
+            raise TagWriteError(f"verification failed: {error}") from None
+        if not same:
+            raise TagWriteError("verification failed: image chunks changed")
+        _verify_record(Packet.parse(raw), request)
+
+    _replace(path, new_data, verify, preserve_mtime)
+    return WriteResult(target=path, mode="embed", gps_written=gps != "none")
+
+
+def _unembed_png(path: Path) -> bool:
+    try:
+        data, packet, _ = _open_png(path)
+    except _Refused:
+        return False
+    record = xmp.read(packet)
+    if record is None:
+        return False
+    xmp.strip(packet)
+    drop = SEGMENT_XMP in record.added and packet.is_empty()
+    new_data = png.with_xmp(data, None if drop else packet.to_bytes())
+    digest = png.image_digest(data)
+
+    def verify(written: bytes) -> None:
+        if png.image_digest(written) != digest:
+            raise TagWriteError("verification failed: image chunks changed")
+        raw = png.xmp_packet(written)
+        if raw is not None:
+            _no_record(raw)
+
+    _replace(path, new_data, verify, preserve_mtime=False)
+    return True
