@@ -184,8 +184,10 @@ def add_gps(tiff: bytes, lat: float, lon: float, note: str) -> bytes:
     out = bytearray(tiff) + b"\x00" * (base - len(tiff))
     for entries, next_raw in ((new_ifd0, ifd0.next_raw), (gps, b"\x00" * 4)):
         out += struct.pack(e + "H", len(entries))
-        out += b"".join(struct.pack(e + "HHI", x.tag, x.type, x.count) + x.raw
-                        for x in sorted(entries, key=lambda x: x.tag))
+        out += b"".join(
+            struct.pack(e + "HHI", x.tag, x.type, x.count) + x.raw
+            for x in sorted(entries, key=lambda x: x.tag)
+        )
         out += next_raw
     for value in (lat, lon):
         out += b"".join(struct.pack(e + "II", n, d) for n, d in _rationals(value))
@@ -202,6 +204,7 @@ def restore(tiff: bytes, ifd0_offset: int, length: int) -> bytes:
     out = bytearray(tiff[:length])
     out[4:8] = struct.pack(current.endian + "I", ifd0_offset)
     original = parse_ifd0(bytes(out))
+
     def others(ifd: Ifd0) -> tuple[Entry, ...]:
         return tuple(x for x in ifd.entries if x.tag != GPS_POINTER)
 

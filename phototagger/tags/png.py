@@ -76,9 +76,7 @@ def with_xmp(data: bytes, packet: bytes | None) -> bytes:
             out.append((b"iTXt", body))
             placed = True
         out.append((kind, chunk))
-    return SIGNATURE + b"".join(
-        struct.pack(">I", len(b)) + k + b + _crc(k, b) for k, b in out
-    )
+    return SIGNATURE + b"".join(struct.pack(">I", len(b)) + k + b + _crc(k, b) for k, b in out)
 
 
 def image_digest(data: bytes) -> str:

@@ -215,8 +215,8 @@ def write_tags(
         kind = _sniff(path)
         if kind is None:
             reason = f"{path.suffix or 'this'} files are not edited in place"
-        elif not os.access(path, os.W_OK):
-            reason = "the file is read-only"
+        elif not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:
+            reason = "the file is read-only"  # the mode bits count even for root
         elif not os.access(path.parent, os.W_OK | os.X_OK):
             reason = "the folder is read-only"
         else:
@@ -260,12 +260,19 @@ def read_tags(path: str | Path) -> ReadTags | None:
     found = [(record, where) for record, where in found if record is not None]
     if not found:
         return None
-    record, where = max(found, key=lambda item: item[0].tagged_at.timestamp()
-                        if item[0].tagged_at else float("-inf"))
+    record, where = max(
+        found,
+        key=lambda item: item[0].tagged_at.timestamp() if item[0].tagged_at else float("-inf"),
+    )
     return ReadTags(
-        landmark=record.landmark, slug=record.slug, confidence=record.confidence,
-        source=record.source, model=record.model, tagged_at=record.tagged_at,
-        gps_written=record.gps_written, where=where,
+        landmark=record.landmark,
+        slug=record.slug,
+        confidence=record.confidence,
+        source=record.source,
+        model=record.model,
+        tagged_at=record.tagged_at,
+        gps_written=record.gps_written,
+        where=where,
     )
 
 
@@ -293,8 +300,9 @@ def _write_sidecar(path: Path, request: TagRequest, reason: str | None) -> Write
         _verify_record(Packet.parse(data), request)
 
     try:
-        atomic_write(target, sidecar.render(packet), verify, like=target if target.exists()
-                     else None)
+        atomic_write(
+            target, sidecar.render(packet), verify, like=target if target.exists() else None
+        )
     except (OSError, XmpError) as error:
         detail = getattr(error, "strerror", None) or str(error)
         why = f" ({reason})" if reason else ""
@@ -329,8 +337,10 @@ def _no_record(data: bytes) -> None:
 
 def _verify_record(packet: Packet, request: TagRequest) -> None:
     record = xmp.read(packet)
-    if record is None or record.slug != request.landmark.slug or (
-        record.tagged_at != request.tagged_at
+    if (
+        record is None
+        or record.slug != request.landmark.slug
+        or (record.tagged_at != request.tagged_at)
     ):
         raise TagWriteError("verification failed: the written XMP lacks phototagger's entry")
 
@@ -401,7 +411,8 @@ def _rebuild(
 
 def _others(parsed: jpeg.Jpeg) -> list[jpeg.Segment]:
     return [
-        s for s in parsed.segments
+        s
+        for s in parsed.segments
         if not (s.is_app(jpeg.APP1, jpeg.EXIF_ID) or s.is_app(jpeg.APP1, jpeg.XMP_ID))
     ]
 
@@ -500,8 +511,10 @@ def _verify_exif(
         raise TagWriteError(f"verification failed: EXIF does not parse: {error}") from None
     if user is not None and (written[:4] != user[:4] or written[8 : len(user)] != user[8:]):
         raise TagWriteError("verification failed: original EXIF bytes moved")
-    if position is None or abs(position[0] - lm.latitude) > 1e-5 or (
-        abs(position[1] - lm.longitude) > 1e-5
+    if (
+        position is None
+        or abs(position[0] - lm.latitude) > 1e-5
+        or (abs(position[1] - lm.longitude) > 1e-5)
     ):
         raise TagWriteError("verification failed: GPS does not read back")
 
@@ -527,9 +540,7 @@ def _embed_png(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteRe
     data, packet, had_xmp = _open_png(path)
     record = xmp.read(packet)
     has_gps = (
-        read_camera_gps(path) is not None
-        or xmp.has_position(packet)
-        or _sidecar_has_position(path)
+        read_camera_gps(path) is not None or xmp.has_position(packet) or _sidecar_has_position(path)
     )
     gps = "xmp" if request.landmark.has_location and not has_gps else "none"
     created = not had_xmp or (record is not None and SEGMENT_XMP in record.added)

@@ -382,4 +382,3 @@ def gps_coordinate(value: float, positive: str, negative: str) -> str:
     ref = positive if value >= 0 else negative
     degrees = int(abs(value))
     return f"{degrees},{(abs(value) - degrees) * 60:.4f}{ref}"
-

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 
 import pytest
 from PIL import Image
 
-from phototagger.tags import read_camera_gps, read_tags, remove_tags, write_tags
 from phototagger.tags import jpeg as jpeg_mod
-from tests.tags.exiftool import exiftool_json, group, needs_exiftool, stable
+from phototagger.tags import read_camera_gps, read_tags, remove_tags, write_tags
+from tests.tags.exiftool import EXIFTOOL, exiftool_json, group, needs_exiftool, stable
 
 pytestmark = needs_exiftool
 CAMERA_GROUPS = ("IFD0", "ExifIFD", "IFD1", "InteropIFD", "Canon", "Nikon", "MakerNotes",
@@ -150,11 +152,7 @@ def test_retag_replaces_and_keeps_other_tools_xmp(photo, make_request):
     assert stable(exiftool_json(path)) == stable(before)
 
 
-def test_users_single_values_are_kept(photo, make_request, tmp_path):
-    import subprocess
-
-    from tests.tags.exiftool import EXIFTOOL
-
+def test_users_single_values_are_kept(photo, make_request):
     path = photo("BlueSquare.jpg")
     subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-photoshop:City=Lutetia",
                     "-XMP-xmp:Rating=4", "-XMP-dc:Subject+=Paris", str(path)], check=True)
@@ -181,8 +179,6 @@ def test_broken_exif_is_left_alone(photo, make_request):
 def test_preserve_mtime_and_permissions(photo, make_request):
     path = photo("Canon_40D.jpg")
     path.chmod(0o640)
-    import os
-
     os.utime(path, (1_000_000_000, 1_000_000_000))
     write_tags(path, make_request(), preserve_mtime=True)
     assert path.stat().st_mtime == 1_000_000_000
