@@ -31,6 +31,11 @@ except ImportError:  # pragma: no cover - pillow-heif is a declared dependency
 MAX_PIXELS = 250_000_000
 #: Refuse files above this size before reading them into memory.
 MAX_FILE_BYTES = 1 << 30
+# Pillow warns above its limit and refuses above twice it; warnings are errors here (below).
+Image.MAX_IMAGE_PIXELS = MAX_PIXELS
+_TOO_LARGE = (
+    f"image too large: over {MAX_PIXELS // 1_000_000} MP, refused as a possible decompression bomb"
+)
 
 _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif"}
 _EXIF_DATETIME_ORIGINAL = 0x9003
@@ -136,18 +141,12 @@ def decode(data: bytes, min_side: int | None = None) -> tuple[Image.Image, Image
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise ImageError(f"image too large: {width}x{height} pixels")
             exif = image.getexif()
             if min_side and kind == "jpeg":
                 image.draft("RGB", (min_side, min_side))
             image.load()
-    except ImageError:
-        raise
-    except Image.DecompressionBombError as error:
-        raise ImageError(f"refused as a decompression bomb: {error}") from None
-    except Image.DecompressionBombWarning:
-        raise ImageError("refused as a decompression bomb") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(_TOO_LARGE) from None
     except UnidentifiedImageError:
         raise ImageError(f"corrupt or unsupported {kind} file") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as error:

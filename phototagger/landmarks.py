@@ -88,10 +88,16 @@ def read_gazetteer(path: str | Path) -> dict[str, Landmark]:
     return landmarks
 
 
+_LETTERS = str.maketrans(
+    {"œ": "oe", "æ": "ae", "ø": "o", "ł": "l", "đ": "d", "ı": "i", "'": None, "’": None, "`": None}
+)
+
+
 def fold(text: str) -> str:
-    """Case- and accent-insensitive form of a name, for matching what people type."""
+    """A name as people type it: no case, accents or punctuation ("Sacré-Cœur" -> "sacre coeur")."""
     decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(ch for ch in decomposed if not unicodedata.combining(ch)).strip()
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).translate(_LETTERS)
+    return " ".join("".join(ch if ch.isalnum() else " " for ch in plain).split())
 
 
 def match(landmarks: Iterable[Landmark], query: str) -> list[Landmark]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -68,7 +69,9 @@ def save_model_file(module: torch.jit.ScriptModule, meta: dict, path: str | Path
     validate_meta(meta)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.jit.save(module, str(path), _extra_files={META_NAME: json.dumps(meta, indent=1)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(module, str(path), _extra_files={META_NAME: json.dumps(meta, indent=1)})
 
 
 def read_meta(path: str | Path) -> dict:
@@ -81,7 +84,10 @@ def _load(path: Path, device: torch.device) -> tuple[torch.jit.ScriptModule, dic
         raise ModelFormatError(f"model file not found: {path}")
     extra = {META_NAME: ""}
     try:
-        module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+        with warnings.catch_warnings():
+            # TorchScript is deprecated upstream but is the format the project ships (design.md).
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
     except Exception:
         raise ModelFormatError(f"not a TorchScript model file: {path}") from None
     try:

@@ -296,7 +296,7 @@ def write_file_tags(
     session.add(
         orm.Write(
             photo_id=photo.id,
-            target=os.fspath(result.target),
+            target=path_key(result.target)[0],
             mode=result.mode,
             slug=request.landmark.slug,
             gps_written=result.gps_written,

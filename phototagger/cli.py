@@ -1,0 +1,435 @@
+"""The ``phototagger`` command: parse, call the core, print. No logic of its own.
+
+Exit status: 0 when all went well, 1 when some files failed (the output names them),
+2 for usage or configuration errors (including an index another scan holds).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+
+from phototagger import config
+from phototagger.errors import ConfigError, PhototaggerError
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+
+
+class Command(click.Command):
+    """Turns phototagger's own errors into one-line messages and the documented exit codes."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ConfigError as error:
+            click.echo(f"phototagger: error: {error}", err=True)
+            ctx.exit(EXIT_USAGE)
+        except PhototaggerError as error:
+            click.echo(f"phototagger: error: {error}", err=True)
+            ctx.exit(EXIT_FAILURES)
+
+
+class Group(click.Group):
+    command_class = Command
+    group_class = type
+
+
+def db_option(function: Callable) -> Callable:
+    return click.option(
+        "--db",
+        "db",
+        metavar="URL",
+        help=f"Index: a SQLAlchemy URL or a SQLite file path [default: ${config.DB_ENV} "
+        "or a file in the user data directory].",
+    )(function)
+
+
+def model_option(function: Callable) -> Callable:
+    return click.option(
+        "--model",
+        "model_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="Model file [default: the shipped model].",
+    )(function)
+
+
+def open_library(db: str | None):
+    from phototagger.index import Library
+
+    return Library(config.db_url(db) if db else config.default_db_url())
+
+
+def load_model(model_path: Path | None, device: str = "auto"):
+    from phototagger.model import LandmarkModel
+
+    path = model_path or config.DEFAULT_MODEL
+    if model_path is None and not path.is_file():
+        raise ConfigError(f"the shipped model is missing ({path}): pass --model FILE")
+    return LandmarkModel.load(path, device)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="phototagger")
+def main() -> None:
+    """Tag a photo library with the landmarks its pictures show."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@model_option
+@db_option
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024))
+@click.option(
+    "--workers",
+    default=2,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    help="Decoding processes.",
+)
+@click.option(
+    "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])
+)
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0, 1),
+    help="Minimum confidence to tag [default: the model's own].",
+)
+@click.option(
+    "--write",
+    "write",
+    default="embed",
+    show_default=True,
+    type=click.Choice(["embed", "sidecar", "none"]),
+    help="Tags into the file (lossless; a sidecar where that is not safe), "
+    "into NAME.ext.xmp sidecars only, or into the index only.",
+)
+@click.option("--dry-run", is_flag=True, help="Change nothing: no file, no index.")
+@click.option("--force", is_flag=True, help="Predict again even for unchanged files.")
+@click.option(
+    "--exclude",
+    "excludes",
+    multiple=True,
+    metavar="GLOB",
+    help="Skip files or folders matching GLOB (repeatable).",
+)
+@click.option(
+    "--wait",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds to wait for another scan of the same index to finish.",
+)
+@click.option("--keep-mtime", is_flag=True, help="Keep each tagged file's modification time.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing unless something failed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option(
+    "--log",
+    "log_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append a log of the run to FILE.",
+)
+def scan(
+    paths,
+    model_path,
+    db,
+    batch_size,
+    workers,
+    device,
+    threshold,
+    write,
+    dry_run,
+    force,
+    excludes,
+    wait,
+    keep_mtime,
+    quiet,
+    as_json,
+    log_file,
+) -> None:
+    """Find photos under PATHS, predict their landmarks, index them and write tags."""
+    from phototagger.scan.pipeline import Scanner, ScanOptions
+
+    _setup_logging(log_file)
+    options = ScanOptions(
+        batch_size=batch_size,
+        workers=workers,
+        threshold=threshold,
+        write=write,
+        dry_run=dry_run,
+        force=force,
+        excludes=tuple(excludes),
+        wait=wait,
+        progress=not quiet and not as_json and sys.stderr.isatty(),
+        preserve_mtime=keep_mtime,
+    )
+    scanner = Scanner(open_library(db), load_model(model_path, device), options)
+    summary = scanner.run(paths)
+    logging.getLogger("phototagger.scan").info("summary: %s", json.dumps(summary.to_dict()))
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    elif not quiet or summary.failed:
+        _print_summary(summary, quiet)
+    sys.exit(EXIT_FAILURES if summary.failed else EXIT_OK)
+
+
+def _setup_logging(log_file: Path | None) -> None:
+    if log_file is None:
+        return
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("phototagger")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+
+
+def _print_summary(summary, quiet: bool) -> None:
+    if not quiet:
+        prefix = "dry run: " if summary.dry_run else ""
+        click.echo(
+            f"{prefix}found {summary.found} photos: {summary.new} new, {summary.changed} changed, "
+            f"{summary.moved} moved, {summary.new_model} for a new model, "
+            f"{summary.unchanged} unchanged, {summary.skipped} skipped, {summary.missing} missing"
+        )
+        click.echo(
+            f"tagged {summary.tagged}, below threshold {summary.below_threshold}, "
+            f"kept as a person set them {summary.kept_by_person}, "
+            f"failed {len(summary.failed)} ({summary.seconds:.1f} s, "
+            f"{summary.images_per_second:.1f} images/s)"
+        )
+    if summary.failed:
+        click.echo(f"{len(summary.failed)} failed:", err=True)
+        for failure in summary.failed:
+            click.echo(f"  {_printable(failure['path'])}: {failure['reason']}", err=True)
+
+
+def _printable(path: str) -> str:
+    return path.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@main.command()
+@click.option("--landmark", help="Name or alias, partial, any case or accents: 'eiffel'.")
+@click.option("--country", help="Country name or ISO code.")
+@click.option("--city")
+@click.option("--min-confidence", type=click.FloatRange(0, 1))
+@click.option(
+    "--under",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Only photos inside this folder.",
+)
+@click.option("--limit", type=click.IntRange(1))
+@click.option(
+    "--format",
+    "output",
+    default="table",
+    show_default=True,
+    type=click.Choice(["table", "json", "csv", "paths"]),
+)
+@db_option
+def query(landmark, country, city, min_confidence, under, limit, output, db) -> None:
+    """Find tagged photos in the index."""
+    library = open_library(db)
+    with library.session() as session:
+        photos = library.find(
+            session,
+            landmark=landmark,
+            country=country,
+            city=city,
+            min_confidence=min_confidence,
+            under=under,
+            limit=limit,
+        )
+        rows = [_photo_row(photo) for photo in photos]
+    if output == "paths":
+        for row in rows:
+            click.echo(row["path"])
+    elif output == "json":
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif output == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(_photo_row_fields()))
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        _print_table(rows)
+
+
+def _photo_row_fields() -> tuple[str, ...]:
+    return ("path", "landmark", "confidence", "state", "city", "country", "latitude", "longitude")
+
+
+def _photo_row(photo) -> dict:
+    landmark = photo.landmark
+    return {
+        "path": _printable(photo.fs_path),
+        "landmark": landmark.name if landmark else None,
+        "confidence": round(photo.confidence, 4) if photo.confidence is not None else None,
+        "state": photo.tag_state,
+        "city": landmark.city if landmark else None,
+        "country": landmark.country if landmark else None,
+        "latitude": landmark.latitude if landmark else None,
+        "longitude": landmark.longitude if landmark else None,
+    }
+
+
+def _print_table(rows: list[dict]) -> None:
+    if not rows:
+        click.echo("no photos found", err=True)
+        return
+    for row in rows:
+        confidence = "person" if row["state"] == "confirmed" else f"{row['confidence']:.2f}"
+        place = ", ".join(part for part in (row["city"], row["country"]) if part)
+        click.echo(f"{row['path']}\t{row['landmark']}\t{confidence}\t{place}")
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--landmark", required=True, help="The landmark the photos show.")
+@click.option(
+    "--write", default="embed", show_default=True, type=click.Choice(["embed", "sidecar", "none"])
+)
+@db_option
+def tag(files, landmark, write, db) -> None:
+    """Set the landmark of FILES by hand; scans never overwrite it."""
+    from phototagger.corrections import confirm_landmark
+
+    _report(confirm_landmark(open_library(db), [str(f) for f in files], landmark, write))
+
+
+@main.command()
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--all", "everything", is_flag=True, help="Every photo phototagger tagged.")
+@db_option
+def untag(files, everything, db) -> None:
+    """Remove exactly what phototagger wrote from FILES (and keep scans from re-tagging them)."""
+    from phototagger.corrections import remove_landmark
+
+    if bool(files) == everything:
+        raise click.UsageError("give FILES or --all, not both and not neither")
+    _report(remove_landmark(open_library(db), None if everything else [str(f) for f in files]))
+
+
+def _report(outcomes) -> None:
+    for outcome in outcomes:
+        click.echo(f"{_printable(outcome.path)}: {outcome.message}", err=not outcome.ok)
+    sys.exit(EXIT_OK if all(outcome.ok for outcome in outcomes) else EXIT_FAILURES)
+
+
+@main.command()
+@model_option
+@db_option
+def landmarks(model_path, db) -> None:
+    """The model's landmarks, with how many indexed photos show each."""
+    model = load_model(model_path, "cpu")
+    library = open_library(db)
+    with library.session() as session:
+        counts = library.landmark_counts(session)
+    for landmark in sorted(model.classes, key=lambda lm: lm.name):
+        place = ", ".join(p for p in (landmark.city, landmark.country) if p)
+        click.echo(f"{counts.get(landmark.slug, 0):6d}  {landmark.name}  ({place or '?'})")
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@db_option
+def info(file, db) -> None:
+    """What the index and the file's own metadata say about one photo."""
+    from phototagger import tags
+
+    path = file.absolute()
+    library = open_library(db)
+    with library.session() as session:
+        photo = library.photo_at(session, path)
+        if photo is None:
+            click.echo("index: not indexed")
+        else:
+            landmark = photo.landmark
+            click.echo(f"index: {photo.status}" + (f" ({photo.error})" if photo.error else ""))
+            if landmark:
+                confidence = "" if photo.confidence is None else f" {photo.confidence:.3f}"
+                click.echo(f"landmark: {landmark.name}{confidence} [{photo.tag_state}]")
+            if photo.camera_latitude is not None:
+                click.echo(f"camera GPS: {photo.camera_latitude:.6f}, {photo.camera_longitude:.6f}")
+            for prediction in photo.predictions:
+                click.echo(
+                    f"  {prediction.model.model_id} #{prediction.rank + 1}: "
+                    f"{prediction.slug} {prediction.probability:.3f}"
+                )
+            for write in photo.writes:
+                click.echo(f"written: {write.mode} {write.target} ({write.written:%Y-%m-%d %H:%M})")
+    if path.exists():
+        written = tags.read_tags(path)
+        click.echo(f"file tags: {written}" if written else "file tags: none of phototagger's")
+
+
+@main.group(cls=Group)
+def db() -> None:
+    """Index maintenance."""
+
+
+@db.command()
+@db_option
+def upgrade(db) -> None:
+    """Bring the index to the current schema (scans also do this on first use)."""
+    library = open_library(db)
+    click.echo(f"index is up to date: {library.url}")
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@model_option
+@click.option("--top-k", default=5, show_default=True, type=click.IntRange(1, 50))
+@click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
+@click.option("--json", "as_json", is_flag=True)
+def predict(images, model_path, top_k, device, as_json) -> None:
+    """The most likely landmarks in each IMAGE."""
+    from phototagger.predict import predict_file
+
+    model = load_model(model_path, device)
+    results = [predict_file(model, str(image), top_k) for image in images]
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False))
+    else:
+        for result in results:
+            _print_prediction(result)
+    sys.exit(EXIT_FAILURES if any(r.error for r in results) else EXIT_OK)
+
+
+def _print_prediction(result) -> None:
+    if result.error:
+        click.echo(f"{_printable(result.source)}: error: {result.error}", err=True)
+        return
+    click.echo(f"{_printable(result.source)}:")
+    if not result.confident:
+        click.echo(f"  no confident landmark (best below {result.threshold:.2f})")
+    for guess in result.guesses:
+        landmark = guess.landmark
+        place = ", ".join(p for p in (landmark.city, landmark.country) if p)
+        where = ""
+        if landmark.has_location:
+            where = f" [{landmark.latitude:.4f}, {landmark.longitude:.4f}]"
+        click.echo(f"  {guess.probability:6.1%}  {landmark.name}  {place}{where}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@model_option
+@db_option
+def serve(host, port, model_path, db) -> None:
+    """A local web app: predict one photo, browse and correct the library."""
+    from phototagger.web import create_app
+
+    app = create_app(model=load_model(model_path), library=open_library(db))
+    app.run(host=host, port=port)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,53 @@
+"""Real image files made by the tests themselves (Pillow + piexif), small and varied."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import piexif
+from PIL import Image, ImageDraw
+
+
+def picture(size: tuple[int, int] = (320, 240), seed: int = 0) -> Image.Image:
+    """A picture with structure (bands and a disc), different for each seed."""
+    width, height = size
+    image = Image.new("RGB", size, ((seed * 53) % 256, (seed * 97) % 256, (seed * 31) % 256))
+    draw = ImageDraw.Draw(image)
+    for band in range(0, width, 24):
+        shade = (band * 7 + seed * 40) % 256
+        draw.rectangle([band, 0, band + 11, height], fill=(shade, 255 - shade, (shade * 3) % 256))
+    draw.ellipse([width // 4, height // 4, width // 2, height // 2], fill=(250, 240, 30))
+    return image
+
+
+def write_jpeg(path: Path, seed: int = 0, size=(320, 240), exif: dict | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    extra = {"exif": piexif.dump(exif)} if exif else {}
+    picture(size, seed).save(path, "JPEG", quality=90, **extra)
+    return path
+
+
+def gps_exif(lat: float, lon: float) -> dict:
+    def rational(value: float):
+        degrees = int(value)
+        minutes = int((value - degrees) * 60)
+        seconds = round(((value - degrees) * 60 - minutes) * 60 * 100)
+        return ((degrees, 1), (minutes, 1), (seconds, 100))
+
+    return {
+        "0th": {piexif.ImageIFD.Make: b"TestCam"},
+        "Exif": {piexif.ExifIFD.DateTimeOriginal: b"2021:06:01 12:30:00"},
+        "GPS": {
+            piexif.GPSIFD.GPSVersionID: (2, 3, 0, 0),
+            piexif.GPSIFD.GPSLatitudeRef: b"N" if lat >= 0 else b"S",
+            piexif.GPSIFD.GPSLatitude: rational(abs(lat)),
+            piexif.GPSIFD.GPSLongitudeRef: b"E" if lon >= 0 else b"W",
+            piexif.GPSIFD.GPSLongitude: rational(abs(lon)),
+        },
+    }
+
+
+def write_image(path: Path, fmt: str, seed: int = 0, size=(320, 240)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture(size, seed).save(path, fmt)
+    return path

@@ -1,0 +1,96 @@
+import sqlite3
+import threading
+
+import pytest
+from sqlalchemy import select
+
+from conftest import FIXTURES
+from phototagger.errors import IndexLockedError
+from phototagger.index import Library
+from phototagger.index import models as orm
+from phototagger.landmarks import Landmark, read_gazetteer
+
+
+@pytest.fixture
+def library(tmp_path):
+    return Library(f"sqlite:///{tmp_path / 'index.sqlite3'}")
+
+
+def add_photo(library, session, path, slug, confidence, state="auto"):
+    photo = library.photo_for_update(session, path)
+    photo.landmark_slug, photo.confidence, photo.tag_state = slug, confidence, state
+    session.flush()
+    return photo
+
+
+def test_first_use_migrates_a_real_sqlite_file_in_wal_mode(tmp_path):
+    Library(f"sqlite:///{tmp_path / 'index.sqlite3'}")
+    connection = sqlite3.connect(tmp_path / "index.sqlite3")
+    tables = {row[0] for row in connection.execute("select name from sqlite_master")}
+    assert {"photos", "predictions", "models", "runs", "writes", "landmarks",
+            "alembic_version"} <= tables
+    assert connection.execute("pragma journal_mode").fetchone()[0] == "wal"
+    assert connection.execute("select version_num from alembic_version").fetchone()[0] == "0001"
+
+
+def test_find_matches_names_partially_without_case_or_accents(library):
+    gazetteer = read_gazetteer(FIXTURES / "gazetteer.csv")
+    accented = Landmark("sacre-coeur", "Basilique du Sacré-Cœur", city="Paris", country="France",
+                        country_code="FR")
+    with library.session() as session:
+        library.ensure_landmarks(session, [*gazetteer.values(), accented])
+        add_photo(library, session, "/photos/paris/1.jpg", "eiffel-tower", 0.91)
+        add_photo(library, session, "/photos/paris/2.jpg", "sacre-coeur", 0.55)
+        add_photo(library, session, "/photos/rome/3.jpg", "colosseum", 0.99)
+        add_photo(library, session, "/photos/paris/4.jpg", "eiffel-tower", None, "confirmed")
+        add_photo(library, session, "/photos/PARIS/5.jpg", "eiffel-tower", 0.8)
+        session.commit()
+
+        def paths(**filters):
+            return [p.path for p in library.find(session, **filters)]
+
+        assert paths(landmark="EIFFEL") == [
+            "/photos/PARIS/5.jpg", "/photos/paris/1.jpg", "/photos/paris/4.jpg"]
+        assert paths(landmark="tour eiffel", min_confidence=0.85) == [
+            "/photos/paris/1.jpg", "/photos/paris/4.jpg"]
+        assert paths(landmark="sacre coeur") == ["/photos/paris/2.jpg"]
+        assert paths(landmark="SACRE-COEUR") == ["/photos/paris/2.jpg"]
+        assert paths(landmark="sacré-cœur") == ["/photos/paris/2.jpg"]
+        assert paths(country="fr", under="/photos/paris") == [
+            "/photos/paris/1.jpg", "/photos/paris/2.jpg", "/photos/paris/4.jpg"]
+        assert paths(city="rome") == ["/photos/rome/3.jpg"]
+        assert paths(country="Italy", landmark="eiffel") == []
+        assert len(paths(limit=2)) == 2
+
+
+def test_non_utf8_names_keep_their_exact_bytes(library, tmp_path):
+    raw_name = b"caf\xe9.jpg"  # Latin-1, not UTF-8
+    path = str(tmp_path).encode() + b"/" + raw_name
+    with library.session() as session:
+        library.photo_for_update(session, path.decode("utf-8", "surrogateescape"))
+        session.commit()
+        photo = session.scalars(select(orm.Photo)).one()
+    assert photo.path.endswith("caf\\xe9.jpg")
+    assert photo.fs_path.encode("utf-8", "surrogateescape") == path
+
+
+def test_second_scan_lock_gives_a_clear_error(library):
+    held, release = threading.Event(), threading.Event()
+
+    def hold():
+        with library.lock():
+            held.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=hold)
+    worker.start()
+    held.wait(5)
+    try:
+        with pytest.raises(IndexLockedError, match="another phototagger scan"):
+            with library.lock(wait=0.2):
+                pass
+    finally:
+        release.set()
+        worker.join()
+    with library.lock(wait=1):  # free again once the first scan ends
+        pass

@@ -1,0 +1,269 @@
+"""The scan pipeline end to end: real files, a real SQLite index, the real tag writer."""
+
+import os
+import shutil
+import struct
+import zlib
+from pathlib import Path
+
+import pytest
+from images import gps_exif, write_image, write_jpeg
+from PIL import Image
+from sqlalchemy import func, select
+
+from phototagger import tags
+from phototagger.errors import IndexLockedError
+from phototagger.index import Library
+from phototagger.index import models as orm
+from phototagger.model import LandmarkModel
+from phototagger.scan import dataset
+from phototagger.scan.pipeline import Scanner, ScanOptions
+
+from conftest import build_tiny_model
+
+
+@pytest.fixture
+def library(tmp_path):
+    return Library(f"sqlite:///{tmp_path / 'index.sqlite3'}")
+
+
+@pytest.fixture(scope="module")
+def model(tiny_model_path):
+    return LandmarkModel.load(tiny_model_path, "cpu")
+
+
+def scan(library, model, root, **options):
+    options.setdefault("workers", 0)
+    return Scanner(library, model, ScanOptions(**options)).run([root])
+
+
+def photos(library) -> dict[str, orm.Photo]:
+    with library.session() as session:
+        rows = session.scalars(select(orm.Photo)).unique().all()
+        return {Path(row.fs_path).name: row for row in rows}
+
+
+def test_scan_indexes_predicts_and_tags_every_format(library, model, tmp_path):
+    root = tmp_path / "photos"
+    write_jpeg(root / "paris" / "tower.jpg", seed=1)
+    write_jpeg(root / "camera-gps.jpg", seed=2, exif=gps_exif(43.4682, 11.8801))
+    write_image(root / "shot.png", "PNG", seed=3)
+    write_image(root / "shot.webp", "WEBP", seed=4)
+    write_image(root / "scan.tiff", "TIFF", seed=5)
+    summary = scan(library, model, root)
+    assert (summary.found, summary.new, summary.tagged, summary.failed) == (5, 5, 5, [])
+    indexed = photos(library)
+    assert set(indexed) == {"tower.jpg", "camera-gps.jpg", "shot.png", "shot.webp", "scan.tiff"}
+    tower = indexed["tower.jpg"]
+    assert (tower.status, tower.width, tower.height, tower.format) == ("ok", 320, 240, "jpeg")
+    assert tower.tag_state == "auto" and tower.landmark_slug is not None
+    with library.session() as session:
+        assert session.scalar(select(func.count()).select_from(orm.Prediction)) == 5 * 5
+    written = tags.read_tags(root / "paris" / "tower.jpg")
+    assert written.slug == tower.landmark_slug and written.source == "model"
+    assert written.where == root / "paris" / "tower.jpg"  # embedded in the JPEG itself
+    assert tags.read_tags(root / "scan.tiff").where == root / "scan.tiff.xmp"  # a sidecar
+    camera = indexed["camera-gps.jpg"]
+    assert camera.camera_latitude == pytest.approx(43.4682, abs=1e-4)
+    assert tags.read_camera_gps(root / "camera-gps.jpg") == pytest.approx((43.4682, 11.8801),
+                                                                           abs=1e-4)
+
+
+def test_rescan_opens_nothing_unchanged_and_follows_moves(library, model, tmp_path, monkeypatch):
+    root = tmp_path / "photos"
+    for seed in range(4):
+        write_jpeg(root / f"IMG_{seed}.jpg", seed=seed)
+    scan(library, model, root)
+    before = photos(library)
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("an unchanged or moved photo was decoded")
+
+    monkeypatch.setattr(dataset, "decode", no_decoding)
+    summary = scan(library, model, root)
+    assert (summary.unchanged, summary.predicted, summary.tagged) == (4, 0, 0)
+
+    (root / "trip").mkdir()
+    (root / "IMG_1.jpg").rename(root / "trip" / "renamed.jpg")
+    summary = scan(library, model, root)
+    assert (summary.moved, summary.unchanged, summary.new, summary.missing) == (1, 3, 0, 0)
+    after = photos(library)
+    assert "IMG_1.jpg" not in after
+    assert after["renamed.jpg"].id == before["IMG_1.jpg"].id
+    assert after["renamed.jpg"].landmark_slug == before["IMG_1.jpg"].landmark_slug
+
+    (root / "IMG_2.jpg").unlink()
+    assert scan(library, model, root).missing == 1
+    assert photos(library)["IMG_2.jpg"].status == "missing"
+
+
+def test_changed_file_and_new_model_predict_again(library, model, tmp_path):
+    root = tmp_path / "photos"
+    write_jpeg(root / "a.jpg", seed=1)
+    write_jpeg(root / "b.jpg", seed=2)
+    scan(library, model, root)
+    write_jpeg(root / "a.jpg", seed=3, size=(200, 300))
+    os.utime(root / "a.jpg", ns=(1, 1))
+    summary = scan(library, model, root)
+    assert (summary.changed, summary.unchanged, summary.predicted) == (1, 1, 1)
+    assert photos(library)["a.jpg"].width == 200
+
+    newer = LandmarkModel.load(build_tiny_model(tmp_path / "v2.pt", version="0.0.2"), "cpu")
+    summary = scan(library, newer, root)
+    assert (summary.new_model, summary.predicted) == (2, 2)
+
+
+def bomb_png(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims huge dimensions."""
+    write_image(path, "PNG", size=(8, 8))
+    data = bytearray(path.read_bytes())
+    ihdr = bytearray(data[12:29])
+    ihdr[4:12] = struct.pack(">II", width, height)
+    data[12:29] = ihdr
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(ihdr)))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_bad_files_are_recorded_with_a_reason_and_the_scan_goes_on(library, model, tmp_path):
+    root = tmp_path / "photos"
+    write_jpeg(root / "good.jpg")
+    good = (root / "good.jpg").read_bytes()
+    (root / "zero.jpg").write_bytes(b"")
+    (root / "truncated.jpg").write_bytes(good[: len(good) // 2])
+    (root / "text.jpg").write_text("this is not a photo")
+    corrupt = bytearray(good)
+    corrupt[200:1200] = os.urandom(1000)
+    (root / "corrupt.jpg").write_bytes(bytes(corrupt))
+    bomb_png(root / "bomb.png", 40000, 40000)
+    bomb_png(root / "huge.png", 30000, 9000)
+    broken_exif = good[:2] + b"\xff\xe1\x00\x10Exif\x00\x00MM\x00*\xff\xff\xff" + good[2:]
+    (root / "broken-exif.jpg").write_bytes(broken_exif)
+    (root / "名前 ünïcödé.jpg").write_bytes(good)
+    weird = os.fsencode(str(root)) + b"/latin1-\xe9t\xe9.jpg"
+    with open(weird, "wb") as handle:
+        handle.write(good[:-10] + b"\x00" * 10)
+    summary = scan(library, model, root)
+    reasons = {Path(f["path"]).name: f["reason"] for f in summary.failed}
+    assert reasons["zero.jpg"] == "empty file"
+    assert reasons["truncated.jpg"] == "truncated jpeg file"
+    assert reasons["text.jpg"] == "not an image (unrecognised content)"
+    assert "decompression bomb" in reasons["bomb.png"]
+    assert reasons["huge.png"].startswith("image too large") or "bomb" in reasons["huge.png"]
+    assert "good.jpg" not in reasons and "名前 ünïcödé.jpg" not in reasons
+    assert "broken-exif.jpg" not in reasons  # broken EXIF: still a photo, EXIF left alone
+    indexed = photos(library)
+    for name, reason in reasons.items():
+        assert (indexed[name].status, indexed[name].error) == ("failed", reason)
+    assert indexed["名前 ünïcödé.jpg"].tag_state == "auto"
+    assert any(photo.path_bytes == weird for photo in indexed.values())
+    assert summary.found == 10
+
+
+def test_unreadable_and_vanishing_files(library, model, tmp_path, monkeypatch):
+    root = tmp_path / "photos"
+    write_jpeg(root / "fine.jpg")
+    write_jpeg(root / "locked.jpg", seed=1)
+    write_jpeg(root / "vanishing.jpg", seed=2)
+    real_read = dataset.read_file
+
+    def read_file(path):
+        name = Path(path).name
+        if name == "locked.jpg":  # root reads anything, so permissions are simulated here
+            raise dataset.ImageError("cannot read: Permission denied")
+        if name == "vanishing.jpg":
+            os.unlink(path)
+        return real_read(path)
+
+    monkeypatch.setattr(dataset, "read_file", read_file)
+    summary = scan(library, model, root)
+    reasons = {Path(f["path"]).name: f["reason"] for f in summary.failed}
+    assert reasons == {"locked.jpg": "cannot read: Permission denied",
+                       "vanishing.jpg": "file vanished before it could be read"}
+    assert photos(library)["fine.jpg"].status == "ok"
+
+
+def test_orientation_is_applied_before_classifying(model, tmp_path):
+    upright = write_jpeg(tmp_path / "upright.jpg", size=(240, 320))
+    rotated = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display": the pixels are stored turned left
+    Image.open(upright).rotate(90, expand=True).save(rotated, "JPEG", quality=95, exif=exif)
+    from phototagger.imaging import load_input
+
+    a, facts_a = load_input(upright, model.preprocess)
+    b, facts_b = load_input(rotated, model.preprocess)
+    assert (facts_b.width, facts_b.height) == (240, 320)
+    assert (a - b).abs().mean() < 0.05
+
+
+def test_person_tags_survive_scans_and_untag_stays_untagged(library, model, tmp_path):
+    from phototagger.corrections import confirm_landmark, remove_landmark
+
+    root = tmp_path / "photos"
+    write_jpeg(root / "mine.jpg", seed=1)
+    write_jpeg(root / "wrong.jpg", seed=2)
+    scan(library, model, root)
+    [outcome] = confirm_landmark(library, [str(root / "mine.jpg")], "hagia")
+    assert outcome.ok, outcome.message
+    [outcome] = remove_landmark(library, [str(root / "wrong.jpg")])
+    assert outcome.ok, outcome.message
+    assert tags.read_tags(root / "wrong.jpg") is None
+    summary = scan(library, model, root, force=True)
+    assert summary.kept_by_person == 2
+    indexed = photos(library)
+    assert (indexed["mine.jpg"].landmark_slug, indexed["mine.jpg"].tag_state) == (
+        "hagia-sophia", "confirmed")
+    assert tags.read_tags(root / "mine.jpg").source == "person"
+    assert indexed["wrong.jpg"].landmark_slug is None
+    assert tags.read_tags(root / "wrong.jpg") is None
+
+
+def test_dry_run_changes_no_file_and_no_index_row(library, model, tmp_path):
+    root = tmp_path / "photos"
+    write_jpeg(root / "a.jpg")
+    before = (root / "a.jpg").read_bytes()
+    summary = scan(library, model, root, dry_run=True)
+    assert summary.tagged == 1
+    assert (root / "a.jpg").read_bytes() == before
+    assert list(root.iterdir()) == [root / "a.jpg"]
+    assert photos(library) == {}
+
+
+def test_write_none_and_sidecar_leave_originals_untouched(library, model, tmp_path):
+    root = tmp_path / "photos"
+    write_jpeg(root / "a.jpg")
+    before = (root / "a.jpg").read_bytes()
+    scan(library, model, root, write="none")
+    assert (root / "a.jpg").read_bytes() == before and photos(library)["a.jpg"].landmark_slug
+    scan(library, model, root, write="sidecar", force=True)
+    assert (root / "a.jpg").read_bytes() == before
+    assert tags.read_tags(root / "a.jpg").where == root / "a.jpg.xmp"
+
+
+def test_threshold_keeps_doubtful_photos_untagged(library, model, tmp_path):
+    root = tmp_path / "photos"
+    write_jpeg(root / "a.jpg")
+    before = (root / "a.jpg").read_bytes()
+    summary = scan(library, model, root, threshold=0.99)
+    assert (summary.tagged, summary.below_threshold) == (0, 1)
+    assert (root / "a.jpg").read_bytes() == before
+    assert photos(library)["a.jpg"].landmark_slug is None
+
+
+def test_a_second_scan_of_the_same_index_is_refused_clearly(library, model, tmp_path):
+    root = tmp_path / "photos"
+    write_jpeg(root / "a.jpg")
+    with library.lock():
+        with pytest.raises(IndexLockedError):
+            scan(library, model, root)
+
+
+def test_decoding_in_worker_processes(library, model, tmp_path):
+    root = tmp_path / "photos"
+    for seed in range(6):
+        write_jpeg(root / f"{seed}.jpg", seed=seed)
+    (root / "bad.jpg").write_bytes(b"\xff\xd8\xff garbage")
+    summary = scan(library, model, root, workers=2, batch_size=4)
+    assert (summary.predicted, len(summary.failed)) == (6, 1)
+    shutil.rmtree(root)

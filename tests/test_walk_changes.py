@@ -1,0 +1,85 @@
+import os
+from pathlib import Path
+
+from images import write_image, write_jpeg
+from phototagger.index import KnownPhoto
+from phototagger.scan.changes import file_hash, plan_changes
+from phototagger.scan.walk import FoundFile, WalkProblem, walk
+
+
+def found_paths(root: Path, **kwargs) -> list[str]:
+    return [item.path for item in walk([root], **kwargs) if isinstance(item, FoundFile)]
+
+
+def test_walk_skips_hidden_and_excluded_and_survives_loops(tmp_path):
+    write_jpeg(tmp_path / "a.jpg")
+    write_jpeg(tmp_path / "sub" / "b.jpg", seed=1)
+    write_jpeg(tmp_path / ".hidden" / "c.jpg", seed=2)
+    write_jpeg(tmp_path / "tmp-cache" / "d.jpg", seed=3)
+    (tmp_path / "a.jpg.xmp").write_text("<x/>")
+    os.symlink(tmp_path, tmp_path / "sub" / "loop")
+    os.symlink(tmp_path / "a.jpg", tmp_path / "sub" / "same-photo.jpg")
+    paths = found_paths(tmp_path, excludes=["tmp-*"])
+    names = sorted(os.path.relpath(p, tmp_path) for p in paths)
+    assert names == ["a.jpg", "sub/b.jpg"]
+
+
+def test_walk_reports_unreadable_folder_and_broken_link(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.symlink(tmp_path / "nowhere.jpg", tmp_path / "broken.jpg")
+    os.chmod(locked, 0)
+    try:
+        items = list(walk([tmp_path]))
+    finally:
+        os.chmod(locked, 0o755)
+    reasons = {Path(i.path).name: i.reason for i in items if isinstance(i, WalkProblem)}
+    assert reasons["broken.jpg"] == "broken symbolic link"
+    if os.geteuid() != 0:  # root reads any folder
+        assert "cannot list folder" in reasons["locked"]
+
+
+def known(path: Path, photo_id: int, predicted=True, status="ok") -> KnownPhoto:
+    info = path.stat()
+    return KnownPhoto(photo_id, info.st_size, info.st_mtime_ns, file_hash(str(path)), status,
+                      predicted)
+
+
+def test_plan_sorts_new_changed_unchanged_new_model_and_failed(tmp_path):
+    same = write_jpeg(tmp_path / "same.jpg")
+    edited = write_jpeg(tmp_path / "edited.jpg", seed=1)
+    older_model = write_jpeg(tmp_path / "older-model.jpg", seed=2)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    index = {
+        str(same): known(same, 1),
+        str(edited): known(edited, 2),
+        str(older_model): known(older_model, 3, predicted=False),
+        str(broken): known(broken, 4, status="failed"),
+    }
+    write_jpeg(edited, seed=9, size=(300, 200))
+    write_jpeg(tmp_path / "fresh.jpg", seed=3)
+    (tmp_path / "notes.md").write_text("not a photo, not reported")
+    write_image(tmp_path / "no-extension", "PNG", seed=4)
+    plan = plan_changes(walk([tmp_path]), index)
+    reasons = {Path(w.path).name: w.reason for w in plan.work}
+    assert reasons == {"edited.jpg": "changed", "older-model.jpg": "new-model",
+                       "fresh.jpg": "new", "no-extension": "new"}
+    assert plan.unchanged == 1
+    assert plan.skipped == [(str(broken), "failed before and unchanged since")]
+    assert plan.found == 6
+    assert plan_changes(walk([tmp_path]), index, force=True).count("forced") == 4
+
+
+def test_plan_recognises_a_moved_file_by_content(tmp_path):
+    photo = write_jpeg(tmp_path / "old" / "IMG_1.jpg")
+    other = write_jpeg(tmp_path / "old" / "IMG_2.jpg", seed=5)
+    index = {str(photo): known(photo, 7), str(other): known(other, 8)}
+    target = tmp_path / "renamed" / "holiday.jpg"
+    target.parent.mkdir()
+    photo.rename(target)
+    other.unlink()
+    plan = plan_changes(walk([tmp_path]), index)
+    assert [(m.photo_id, m.found.path) for m in plan.moves] == [(7, str(target))]
+    assert plan.work == []
+    assert plan.missing == {8}
