@@ -7,10 +7,11 @@ import zlib
 from pathlib import Path
 
 import pytest
-from images import gps_exif, write_image, write_jpeg
 from PIL import Image
 from sqlalchemy import func, select
 
+from conftest import build_tiny_model
+from images import gps_exif, write_image, write_jpeg
 from phototagger import tags
 from phototagger.errors import IndexLockedError
 from phototagger.index import Library
@@ -18,8 +19,6 @@ from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan import dataset
 from phototagger.scan.pipeline import Scanner, ScanOptions
-
-from conftest import build_tiny_model
 
 
 @pytest.fixture

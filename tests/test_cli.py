@@ -1,0 +1,106 @@
+"""The command line as a cron job or a person meets it: output, formats and exit codes."""
+
+import csv
+import io
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from images import write_jpeg
+from phototagger.cli import main
+
+
+@pytest.fixture
+def env(tmp_path, tiny_model_path, monkeypatch):
+    root = tmp_path / "Pictures"
+    write_jpeg(root / "rome" / "a.jpg", seed=1)
+    write_jpeg(root / "paris" / "b.jpg", seed=2)
+    monkeypatch.setenv("PHOTOTAGGER_DB", str(tmp_path / "index.sqlite3"))
+    return {"root": root, "model": str(tiny_model_path), "tmp": tmp_path}
+
+
+def run(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_scan_then_query_in_every_format(env):
+    code, out, err = run("scan", env["root"], "--model", env["model"], "--workers", 0)
+    assert code == 0, err
+    assert "found 2 photos: 2 new" in out and "tagged 2" in out
+    code, out, _ = run("query", "--format", "paths")
+    assert code == 0
+    assert sorted(out.splitlines()) == sorted(str(p) for p in env["root"].rglob("*.jpg"))
+    code, out, _ = run("query", "--format", "json", "--under", env["root"] / "rome")
+    [row] = json.loads(out)
+    assert row["path"].endswith("rome/a.jpg") and 0 < row["confidence"] <= 1
+    code, out, _ = run("query", "--format", "csv", "--limit", 1)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 1 and rows[0]["landmark"]
+    landmark = rows[0]["landmark"]
+    code, out, _ = run("query", "--landmark", landmark.upper()[:5])
+    assert landmark in out
+
+
+def test_quiet_cron_run_prints_nothing_and_json_summary(env):
+    code, out, err = run("scan", env["root"], "--model", env["model"], "--workers", 0, "--quiet",
+                         "--log", env["tmp"] / "scan.log")
+    assert (code, out, err) == (0, "", "")
+    assert "summary" in (env["tmp"] / "scan.log").read_text()
+    code, out, _ = run("scan", env["root"], "--model", env["model"], "--json")
+    summary = json.loads(out)
+    assert (code, summary["unchanged"], summary["failed"]) == (0, 2, [])
+
+
+def test_failed_files_exit_1_and_are_named(env):
+    (env["root"] / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 nonsense")
+    code, out, err = run("scan", env["root"], "--model", env["model"], "--workers", 0, "--quiet")
+    assert code == 1
+    assert out == ""
+    assert "broken.jpg: truncated jpeg file" in err
+
+
+def test_usage_and_configuration_errors_exit_2_in_one_line(env, tmp_path):
+    code, _, err = run("scan", tmp_path / "nowhere", "--model", env["model"])
+    assert code == 2
+    not_a_model = tmp_path / "model.pt"
+    not_a_model.write_bytes(b"garbage")
+    code, _, err = run("scan", env["root"], "--model", not_a_model)
+    assert code == 2
+    assert err.strip() == f"phototagger: error: not a TorchScript model file: {not_a_model}"
+    code, _, err = run("untag")
+    assert code == 2
+
+
+def test_tag_untag_info_landmarks_and_db_upgrade(env):
+    run("scan", env["root"], "--model", env["model"], "--workers", 0)
+    photo = env["root"] / "rome" / "a.jpg"
+    code, out, err = run("tag", photo, "--landmark", "colosseo")
+    assert code == 0, err
+    assert "confirmed as Colosseum" in out
+    code, out, _ = run("info", photo)
+    assert "landmark: Colosseum [confirmed]" in out and "source='person'" in out
+    code, out, _ = run("landmarks", "--model", env["model"])
+    assert "Colosseum" in out and "Dome of the Rock" in out
+    code, _, err = run("tag", photo, "--landmark", "atlantis")
+    assert code == 2 and "unknown landmark 'atlantis'" in err
+    code, out, _ = run("untag", photo)
+    assert code == 0 and "tags removed" in out
+    code, out, _ = run("query", "--landmark", "colosseum", "--format", "paths")
+    assert str(photo) not in out
+    code, out, _ = run("db", "upgrade")
+    assert code == 0 and "up to date" in out
+
+
+def test_predict_prints_guesses_and_one_line_errors(env, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("no")
+    good = env["root"] / "rome" / "a.jpg"
+    code, out, err = run("predict", good, bad, "--model", env["model"], "--top-k", 3)
+    assert code == 1
+    assert out.count("%") == 3
+    assert err.strip() == f"{bad}: error: not an image (unrecognised content)"
+    code, out, _ = run("predict", good, "--model", env["model"], "--json")
+    [result] = json.loads(out)
+    assert len(result["landmarks"]) == 5 and result["confident"] is True
