@@ -180,14 +180,14 @@ def add_gps(tiff: bytes, lat: float, lon: float, note: str) -> bytes:
         0x1B: (UNDEFINED, len(method), at(data_at + 48)),
     }
     gps = kept + [Entry(tag, *spec) for tag, spec in ours.items() if spec is not None]
-    new_ifd0 = sorted((*others, Entry(GPS_POINTER, LONG, 1, at(gps_at))), key=lambda x: x.tag)
+    # the pointer goes where ascending order wants it; the camera's entries keep their order
+    slot = next((i for i, x in enumerate(others) if x.tag > GPS_POINTER), len(others))
+    new_ifd0 = [*others[:slot], Entry(GPS_POINTER, LONG, 1, at(gps_at)), *others[slot:]]
+    gps.sort(key=lambda x: x.tag)
     out = bytearray(tiff) + b"\x00" * (base - len(tiff))
     for entries, next_raw in ((new_ifd0, ifd0.next_raw), (gps, b"\x00" * 4)):
         out += struct.pack(e + "H", len(entries))
-        out += b"".join(
-            struct.pack(e + "HHI", x.tag, x.type, x.count) + x.raw
-            for x in sorted(entries, key=lambda x: x.tag)
-        )
+        out += b"".join(struct.pack(e + "HHI", x.tag, x.type, x.count) + x.raw for x in entries)
         out += next_raw
     for value in (lat, lon):
         out += b"".join(struct.pack(e + "II", n, d) for n, d in _rationals(value))

@@ -522,7 +522,7 @@ def _verify_exif(
 def _replace(path: Path, data: bytes, verify, preserve_mtime: bool) -> None:
     try:
         atomic_write(path, data, verify, like=path, preserve_mtime=preserve_mtime)
-    except OSError as error:
+    except (OSError, ValueError) as error:  # ValueError: the written file does not parse
         raise TagWriteError(f"{path}: write failed, original untouched: {error}") from None
 
 

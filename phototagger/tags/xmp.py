@@ -189,14 +189,15 @@ class Packet:
     # -- serialisation -------------------------------------------------------------------
     def to_bytes(self, wrap: bool = True) -> bytes:
         used = _namespaces(self.root)
-        taken = {p for u, p in self.prefixes.items() if u in used}
-        names = {}
         known = {uri: prefix for prefix, uri in NS.items()}
-        for uri in sorted(used):
+        names: dict[str, str] = {}
+        # URIs the document named first, so that their prefixes are theirs to keep
+        for uri in sorted(used, key=lambda u: (u not in self.prefixes, u)):
             prefix = self.prefixes.get(uri) or known.get(uri)
-            if prefix is None or (prefix in taken and self.prefixes.get(uri) != prefix):
-                prefix = next(f"ns{i}" for i in range(1, 10_000) if f"ns{i}" not in taken)
-            taken.add(prefix)
+            if not prefix or prefix == "xml" or prefix in names.values():
+                prefix = next(
+                    f"ns{i}" for i in range(1, 10_000) if f"ns{i}" not in names.values()
+                )
             names[uri] = prefix
         names[NS["xml"]] = "xml"
         out: list[str] = []

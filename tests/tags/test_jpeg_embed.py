@@ -185,3 +185,14 @@ def test_preserve_mtime_and_permissions(photo, make_request):
     assert path.stat().st_mode & 0o777 == 0o640
     write_tags(path, make_request(second=5))
     assert path.stat().st_mtime > 1_000_000_000
+
+
+@pytest.mark.parametrize("relative", ["mobile/jolla.jpg", "tests/28-hex_value.jpg"])
+def test_shared_samples_round_trip(shared_data, tmp_path, make_request, relative):
+    """Regressions: jolla's IFD0 is not in tag order; 28-hex_value reuses one XMP prefix."""
+    path = tmp_path / "sample.jpg"
+    path.write_bytes((shared_data / "exif-samples" / "jpg" / relative).read_bytes())
+    before = stable(exiftool_json(path))
+    assert write_tags(path, make_request()).mode == "embed"
+    remove_tags(path)
+    assert stable(exiftool_json(path)) == before
