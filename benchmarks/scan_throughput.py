@@ -1,0 +1,209 @@
+"""How fast does ``phototagger scan`` go, against a naive baseline measured in the same process?
+
+Prints figures and ratios; never passes or fails. Run from the repository root:
+
+    .venv/bin/python benchmarks/scan_throughput.py            # ~200 12 MP JPEGs
+    .venv/bin/python benchmarks/scan_throughput.py --images 50 --rescan-files 2000
+
+What it measures, on one folder of 12-megapixel JPEGs made here (real landmark photos upscaled,
+with grain added so they compress like camera files, 3-5 MB each):
+- decode floor: phototagger's own DataLoader decoding (draft + resize) with no model at all;
+- naive baseline: full Pillow decode, one image at a time, the eager network, batch of one;
+- phototagger scan: the whole pipeline (walk, hash, decode, batched TorchScript, index, tags);
+- rescan: a library of N unchanged files already in the index, scanned again;
+- peak memory (RSS) of this process and of its decoding workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from phototagger import config
+from phototagger.imaging import to_input
+from phototagger.index import Library
+from phototagger.index import models as orm
+from phototagger.model import LandmarkModel
+from phototagger.scan.dataset import make_loader
+from phototagger.scan.pipeline import Scanner, ScanOptions
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "landmarks" / "train"
+
+
+def make_photos(folder: Path, count: int, size=(4000, 3000)) -> list[Path]:
+    """``count`` camera-sized JPEGs, from the shared landmark photos when present."""
+    folder.mkdir(parents=True, exist_ok=True)
+    sources = sorted(SHARED.rglob("*.jpg"))[:: max(1, 6589 // count)] if SHARED.is_dir() else []
+    rng = np.random.default_rng(0)
+    grain = rng.normal(0, 6, (size[1], size[0], 3)).astype(np.int16)
+    paths = []
+    for index in range(count):
+        if sources:
+            base = Image.open(sources[index % len(sources)]).convert("RGB")
+        else:
+            base = Image.linear_gradient("L").convert("RGB").rotate(index * 7)
+        big = np.asarray(base.resize(size, Image.BICUBIC), dtype=np.int16)
+        shifted = np.roll(grain, index * 97, axis=1)
+        pixels = np.clip(big + shifted, 0, 255).astype(np.uint8)
+        path = folder / f"IMG_{index:04d}.jpg"
+        Image.fromarray(pixels).save(path, "JPEG", quality=92)
+        paths.append(path)
+    return paths
+
+
+def eager_network(model: LandmarkModel) -> torch.nn.Module:
+    """The architecture as plain PyTorch with the model file's weights (TorchScript if unknown)."""
+    try:
+        from training import nets
+
+        network = nets.build(model.architecture, len(model.classes), pretrained=False)
+        network.load_state_dict(model.module.state_dict())
+        return network.eval()
+    except Exception as error:  # the training extra is missing or the architecture is unknown
+        print(f"  (eager network unavailable: {error}; baseline uses the TorchScript module)")
+        return model.module
+
+
+def naive_baseline(model: LandmarkModel, paths: list[Path]) -> float:
+    network = eager_network(model)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for path in paths:
+            image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")  # full decode
+            logits = network(to_input(image, model.preprocess).unsqueeze(0))
+            torch.softmax(logits / model.temperature, dim=-1)
+    return time.perf_counter() - started
+
+
+def decode_floor(model: LandmarkModel, paths: list[Path], workers: int, batch: int) -> float:
+    loader = make_loader([str(p) for p in paths], model.preprocess, batch, workers)
+    started = time.perf_counter()
+    for _ in loader:
+        pass
+    return time.perf_counter() - started
+
+
+def full_scan(model: LandmarkModel, folder: Path, workers: int, batch: int) -> tuple[float, dict]:
+    library = Library(f"sqlite:///{folder.parent / 'scan.sqlite3'}")
+    options = ScanOptions(batch_size=batch, workers=workers, threshold=0.0)
+    started = time.perf_counter()
+    summary = Scanner(library, model, options).run([folder])
+    return time.perf_counter() - started, summary.to_dict()
+
+
+def rescan(model: LandmarkModel, folder: Path, count: int) -> tuple[float, float, dict]:
+    """Time a scan of ``count`` files the index knows unchanged: in process, and as a command."""
+    folder.mkdir(parents=True, exist_ok=True)
+    small = Image.new("RGB", (8, 8), (120, 60, 30))
+    for index in range(count):
+        subfolder = folder / f"{index // 500:03d}"
+        subfolder.mkdir(exist_ok=True)
+        small.save(subfolder / f"IMG_{index:05d}.jpg", "JPEG")
+    library = Library(f"sqlite:///{folder.parent / 'rescan.sqlite3'}")
+    now = datetime.now(UTC)
+    with library.session() as session:  # what a first scan would have left in the index
+        model_row = library.ensure_model(session, model)
+        library.add_roots(session, [folder])
+        slug = model.classes[0].slug
+        for path in sorted(folder.rglob("*.jpg")):
+            info = path.stat()
+            photo = orm.Photo(path=str(path), size=info.st_size, mtime_ns=info.st_mtime_ns,
+                              status="ok", landmark_slug=slug, confidence=0.9, tag_state="auto",
+                              first_seen=now, last_seen=now)
+            photo.predictions.append(orm.Prediction(model_pk=model_row.id, rank=0, slug=slug,
+                                                    probability=0.9))
+            session.add(photo)
+        session.commit()
+    started = time.perf_counter()
+    summary = Scanner(library, model, ScanOptions(workers=0)).run([folder])
+    in_process = time.perf_counter() - started
+    command = [sys.executable, "-m", "phototagger.cli", "scan", str(folder), "--quiet",
+               "--model", str(model.path), "--db", library.url]
+    started = time.perf_counter()
+    subprocess.run(command, check=True)
+    return in_process, time.perf_counter() - started, summary.to_dict()
+
+
+def reset_peak_rss() -> None:
+    """Forget this process's peak RSS so far (Linux), so photo generation is not counted."""
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")
+
+
+def peak_rss_mb() -> tuple[float, float]:
+    """Peak RSS of this process since the reset, and of the largest finished child (worker)."""
+    with open("/proc/self/status") as status:
+        own = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return own / 1024, children / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--baseline-images", type=int, default=40,
+                        help="the naive baseline is slow: time it on the first N photos")
+    parser.add_argument("--rescan-files", type=int, default=10_000)
+    parser.add_argument("--model", type=Path, default=config.DEFAULT_MODEL)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--keep", action="store_true", help="keep the generated folder")
+    args = parser.parse_args()
+
+    model = LandmarkModel.load(args.model, "auto")
+    work = Path(tempfile.mkdtemp(prefix="phototagger-bench-"))
+    try:
+        print(f"model: {model.model_id} ({model.architecture}, {model.preprocess.input_size} px)"
+              f" on {model.device}; torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}")
+        started = time.perf_counter()
+        paths = make_photos(work / "photos", args.images)
+        mean_mb = sum(p.stat().st_size for p in paths) / len(paths) / 1e6
+        print(f"made {len(paths)} JPEGs of 4000x3000 ({mean_mb:.1f} MB each) "
+              f"in {time.perf_counter() - started:.0f} s")
+
+        reset_peak_rss()
+        floor = decode_floor(model, paths, args.workers, args.batch_size)
+        baseline_paths = paths[: args.baseline_images]
+        baseline = naive_baseline(model, baseline_paths)
+        scan_seconds, summary = full_scan(model, work / "photos", args.workers, args.batch_size)
+        own, worker = peak_rss_mb()
+        floor_rate, scan_rate = len(paths) / floor, len(paths) / scan_seconds
+        baseline_rate = len(baseline_paths) / baseline
+        print()
+        print(f"{'measure':44s} {'images/s':>9s} {'vs naive':>9s}")
+        print(f"{'naive baseline (full decode, batch 1, eager)':44s} {baseline_rate:9.1f} {1:9.2f}")
+        print(f"{'decode floor (DataLoader, draft, no model)':44s} {floor_rate:9.1f} "
+              f"{floor_rate / baseline_rate:9.2f}")
+        print(f"{'phototagger scan (end to end, tags written)':44s} {scan_rate:9.1f} "
+              f"{scan_rate / baseline_rate:9.2f}")
+        print(f"scan reached {scan_rate / floor_rate:.0%} of the decode floor; "
+              f"tagged {summary['tagged']}, failed {len(summary['failed'])}")
+
+        print(f"peak RSS while decoding and scanning: {own:.0f} MB in the main process, "
+              f"{worker:.0f} MB in the largest decoding worker")
+        if args.rescan_files:
+            seconds, command, summary = rescan(model, work / "library", args.rescan_files)
+            print(f"rescan of {summary['unchanged']} unchanged files: {seconds:.2f} s in process "
+                  f"({summary['unchanged'] / seconds:,.0f} files/s), {command:.2f} s as a "
+                  "command (interpreter, torch import and model load included)")
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
