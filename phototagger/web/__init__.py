@@ -1,0 +1,107 @@
+"""The local web app: predict one photo, browse and correct the library, read about the model.
+
+Flask with Jinja templates: small, mature, a test client built in, and nothing here needs async.
+The routes stay thin and call the same core as the CLI (``predict``, ``corrections``, ``index``).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from urllib.parse import urlsplit
+
+from flask import Flask, Request, jsonify, render_template, request
+from werkzeug.exceptions import Forbidden, HTTPException, InternalServerError
+
+from phototagger.index import Library
+from phototagger.model import LandmarkModel
+
+#: Default upload limit: a 24 MP JPEG straight from a camera is 10-15 MB.
+UPLOAD_LIMIT = 25 * 1024 * 1024
+_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
+log = logging.getLogger("phototagger.web")
+
+
+class InMemoryRequest(Request):
+    """Keeps uploaded files in memory: uploads are bounded and must never touch the disk."""
+
+    def _get_file_stream(
+        self, total_content_length, content_type, filename=None, content_length=None
+    ):
+        return io.BytesIO()
+
+
+def create_app(
+    model: LandmarkModel, library: Library, *, upload_limit: int = UPLOAD_LIMIT
+) -> Flask:
+    """The app for one model and one index; ``upload_limit`` bounds a request's body in bytes."""
+    app = Flask(__name__)
+    app.request_class = InMemoryRequest
+    app.config["MAX_CONTENT_LENGTH"] = upload_limit
+    app.json.sort_keys = False
+    app.extensions["phototagger"] = {"model": model, "library": library}
+
+    from phototagger.web.routes import blueprint
+
+    app.register_blueprint(blueprint)
+    app.before_request(_refuse_foreign_requests)
+    app.after_request(_security_headers)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    return app
+
+
+def _host_name(netloc: str) -> str:
+    return urlsplit(f"//{netloc}").hostname or ""
+
+
+def _refuse_foreign_requests(_=None) -> None:
+    """Refuse cross-site writes (CSRF) and, on a loopback server, foreign Host names.
+
+    A browser sends ``Origin`` (or at least ``Referer``) with every cross-site POST, so a write
+    whose origin is another host is refused. On a server bound to loopback, a Host header that is
+    not a loopback name means DNS rebinding: another site trying to read the library.
+    """
+    bound = request.environ.get("SERVER_NAME", "")
+    if bound in _LOOPBACK and _host_name(request.host) not in _LOOPBACK:
+        raise Forbidden("this app only answers to localhost")
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    if source is not None and urlsplit(source).netloc != request.host:
+        raise Forbidden("cross-site request refused")
+
+
+def _security_headers(response):
+    """No inline script or style, no framing, no MIME sniffing: cheap defences for a local app."""
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    )
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _http_error(error: HTTPException):
+    """A message, as JSON for the API and as a page otherwise; never a traceback."""
+    message = error.description or error.name
+    if error.code == 413:
+        message = f"the upload is too large: the limit is {_size(request.max_content_length or 0)}"
+    if _wants_json():
+        return jsonify(error=message), error.code
+    return render_template("error.html", title=error.name, message=message), error.code
+
+
+def _size(count: int) -> str:
+    return f"{count / 1024 / 1024:.0f} MB" if count >= 1024 * 1024 else f"{count / 1024:.0f} kB"
+
+
+def _unexpected_error(error: Exception):
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return _http_error(InternalServerError("something went wrong; the server log has details"))

@@ -1,0 +1,96 @@
+"""What the About page says about a model, read from its own metadata (missing keys tolerated)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from phototagger.model import LandmarkModel
+
+#: Friendly names for the metrics training and evaluation write; others are shown by key.
+METRIC_LABELS = {
+    "val_top1": "Validation accuracy (top 1)",
+    "val_top5": "Validation accuracy (top 5)",
+    "test_top1": "Test accuracy (top 1)",
+    "test_top5": "Test accuracy (top 5)",
+    "ece": "Calibration error (ECE, lower is better)",
+    "negatives_false_tag_rate": "Photos without a landmark that still got one",
+}
+_PER_CLASS_SCORES = ("top1", "accuracy", "recall", "f1")
+#: Landmarks that stand in one place and look alike: confusions between them are expected.
+QUTB_COMPLEX = ("qutb-minar", "alai-minar", "alai-darwaza", "iron-pillar")
+NATURAL_SCENES = ("ha-long-bay", "sa-pa-rice-terraces", "haleakala-national-park", "angel-falls")
+
+
+@dataclass
+class Metric:
+    key: str
+    label: str
+    value: float
+    percent: bool
+
+
+@dataclass
+class ModelFacts:
+    name: str
+    version: str
+    architecture: str
+    model_id: str
+    threshold: float
+    input_size: int
+    landmarks: list[dict]
+    metrics: list[Metric]
+    training: dict
+    weakest: list[tuple[str, float]] = field(default_factory=list)
+    qutb_complex: list[str] = field(default_factory=list)
+    natural_scenes: list[str] = field(default_factory=list)
+
+
+def model_facts(model: LandmarkModel) -> ModelFacts:
+    """Everything the About page shows; a model without measurements still gets a page."""
+    meta = model.meta
+    metrics = meta.get("metrics") if isinstance(meta.get("metrics"), dict) else {}
+    training = meta.get("training") if isinstance(meta.get("training"), dict) else {}
+    images = training.get("per_class") if isinstance(training.get("per_class"), dict) else {}
+    names = {lm.slug: lm.name for lm in model.classes}
+    landmarks = [
+        {"landmark": lm, "training_images": images.get(lm.slug)}
+        for lm in sorted(model.classes, key=lambda lm: lm.name.casefold())
+    ]
+    return ModelFacts(
+        name=model.name,
+        version=model.version,
+        architecture=model.architecture,
+        model_id=model.model_id,
+        threshold=model.threshold,
+        input_size=model.preprocess.input_size,
+        landmarks=landmarks,
+        metrics=_metrics(metrics),
+        training={k: v for k, v in training.items() if isinstance(v, (str, int, float))},
+        weakest=[(names.get(slug, slug), score) for slug, score in _weakest(metrics)],
+        qutb_complex=[names[slug] for slug in QUTB_COMPLEX if slug in names],
+        natural_scenes=[names[slug] for slug in NATURAL_SCENES if slug in names],
+    )
+
+
+def _metrics(metrics: dict) -> list[Metric]:
+    shown = []
+    for key, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        label = METRIC_LABELS.get(key, key.replace("_", " "))
+        shown.append(Metric(key, label, float(value), key != "ece" and 0 <= value <= 1))
+    return shown
+
+
+def _weakest(metrics: dict, count: int = 8) -> list[tuple[str, float]]:
+    """The classes with the lowest per-class score, when evaluation measured them."""
+    per_class = metrics.get("per_class")
+    if not isinstance(per_class, dict):
+        return []
+    scores = []
+    for slug, entry in per_class.items():
+        if isinstance(entry, dict):
+            entry = next((entry[k] for k in _PER_CLASS_SCORES if k in entry), None)
+        if isinstance(entry, (int, float)) and not isinstance(entry, bool):
+            scores.append((slug, float(entry)))
+    return sorted(scores, key=lambda item: item[1])[:count]

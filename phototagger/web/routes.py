@@ -1,0 +1,279 @@
+"""Pages and the JSON API they use: thin wrappers around predict, the index and corrections."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import defaultdict
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    jsonify,
+    render_template,
+    request,
+    url_for,
+)
+from sqlalchemy.orm import Session
+
+from phototagger.corrections import Outcome, confirm_landmark, remove_landmark
+from phototagger.errors import ConfigError, ImageError
+from phototagger.index import Library
+from phototagger.index import models as orm
+from phototagger.model import LandmarkModel
+from phototagger.predict import predict_bytes
+from phototagger.web.about import model_facts
+from phototagger.web.images import (
+    PREVIEW_SIZE,
+    THUMBNAIL_SIZE,
+    data_url,
+    map_url,
+    upright_jpeg,
+    upright_jpeg_of_file,
+)
+
+blueprint = Blueprint("web", __name__)
+WRITE_MODES = ("embed", "sidecar", "none")
+SEARCH_LIMIT = 500
+#: One inference at a time: the model already uses every core, threads would only fight.
+_inference = threading.Lock()
+
+
+def _model() -> LandmarkModel:
+    return current_app.extensions["phototagger"]["model"]
+
+
+def _library() -> Library:
+    return current_app.extensions["phototagger"]["library"]
+
+
+@blueprint.app_template_global()
+def osm(latitude: float | None, longitude: float | None) -> str | None:
+    return map_url(latitude, longitude)
+
+
+# -- predict an upload -------------------------------------------------------------------
+
+
+@blueprint.get("/")
+def predict_page():
+    return render_template("predict.html", model=_model(), limit=request.max_content_length)
+
+
+@blueprint.post("/api/predict")
+def api_predict():
+    """Predict an uploaded photo held in memory only; answer with an upright preview."""
+    upload = request.files.get("photo")
+    if upload is None or not upload.filename:
+        abort(400, "choose a photo to upload (form field 'photo')")
+    top_k = request.form.get("top_k", 5, type=int)
+    if top_k is None or not 1 <= top_k <= 50:
+        abort(400, "top_k must be a whole number from 1 to 50")
+    data = upload.read()
+    try:
+        preview = upright_jpeg(data, PREVIEW_SIZE)
+    except ImageError as error:
+        abort(422, f"{upload.filename}: {error}")
+    with _inference:
+        result = predict_bytes(_model(), data, upload.filename, top_k)
+    if result.error:  # pragma: no cover - the preview decoded it already
+        abort(422, f"{upload.filename}: {result.error}")
+    payload = result.to_dict()
+    for entry in payload["landmarks"]:
+        entry["map_url"] = map_url(entry["latitude"], entry["longitude"])
+    payload["preview"] = data_url(preview)
+    return jsonify(payload)
+
+
+# -- the library -------------------------------------------------------------------------
+
+
+def _search_filters() -> dict:
+    filters = {
+        key: request.args.get(key, "").strip() or None for key in ("landmark", "country", "city")
+    }
+    try:
+        minimum = request.args.get("min_confidence", "").strip()
+        filters["min_confidence"] = float(minimum) if minimum else None
+        limit = int(request.args.get("limit", SEARCH_LIMIT))
+    except ValueError:
+        abort(400, "min_confidence and limit must be numbers")
+    filters["limit"] = max(1, min(limit, SEARCH_LIMIT))
+    return filters
+
+
+def photo_dict(photo: orm.Photo) -> dict:
+    """A photo as the API and the pages show it: the index's view, with links to its images."""
+    landmark = photo.landmark
+    return {
+        "id": photo.id,
+        "path": photo.path,
+        "name": os.path.basename(photo.path),
+        "landmark": None
+        if landmark is None
+        else {
+            "slug": landmark.slug,
+            "name": landmark.name,
+            "city": landmark.city,
+            "country": landmark.country,
+            "latitude": landmark.latitude,
+            "longitude": landmark.longitude,
+            "map_url": map_url(landmark.latitude, landmark.longitude),
+        },
+        "confidence": photo.confidence,
+        "state": photo.tag_state,
+        "url": url_for("web.photo_page", photo_id=photo.id),
+        "thumbnail": url_for("web.thumbnail", photo_id=photo.id),
+    }
+
+
+@blueprint.get("/library")
+def library_page():
+    filters = _search_filters()
+    library = _library()
+    with library.session() as session:
+        searched = any(filters[key] for key in ("landmark", "country", "city", "min_confidence"))
+        photos = [photo_dict(p) for p in library.find(session, **filters)]
+        counts = library.landmark_counts(session)
+        landmarks = [lm for lm in library.all_landmarks(session) if counts.get(lm.slug)]
+    return render_template(
+        "library.html",
+        photos=photos,
+        filters=filters,
+        searched=searched,
+        landmarks=landmarks,
+        counts=counts,
+        limit=filters["limit"],
+    )
+
+
+@blueprint.get("/api/photos")
+def api_photos():
+    filters = _search_filters()
+    library = _library()
+    with library.session() as session:
+        photos = [photo_dict(p) for p in library.find(session, **filters)]
+    return jsonify(photos=photos, count=len(photos), truncated=len(photos) == filters["limit"])
+
+
+def _served_photo(session: Session, photo_id: int) -> tuple[orm.Photo, str]:
+    """The indexed photo and its real path, refused unless it truly lies in a scanned folder.
+
+    The client names photos by id only; the path comes from the index and is resolved here,
+    so ``..`` in a stored path or a symbolic link that leads out of the roots is refused.
+    """
+    photo = session.get(orm.Photo, photo_id)
+    if photo is None:
+        abort(404, f"no photo {photo_id} in the index")
+    real = os.path.realpath(photo.fs_path)
+    if not _library().is_inside_roots(session, real):
+        abort(403, "this photo lies outside the scanned folders, so it is not shown")
+    if not os.path.isfile(real):
+        abort(404, "this photo's file is missing: rescan its folder")
+    return photo, real
+
+
+def _image_response(photo_id: int, size: int) -> Response:
+    with _library().session() as session:
+        photo, real = _served_photo(session, photo_id)
+        version = f"{photo.id}-{photo.content_hash or photo.mtime_ns}-{size}"
+    try:
+        jpeg = upright_jpeg_of_file(real, size)
+    except ImageError as error:
+        abort(422, f"cannot show this photo: {error}")
+    response = Response(jpeg, mimetype="image/jpeg")
+    response.set_etag(version)
+    response.cache_control.private = True
+    response.cache_control.max_age = 3600
+    return response.make_conditional(request)
+
+
+@blueprint.get("/photos/<int:photo_id>/thumbnail.jpg")
+def thumbnail(photo_id: int) -> Response:
+    return _image_response(photo_id, THUMBNAIL_SIZE)
+
+
+@blueprint.get("/photos/<int:photo_id>/preview.jpg")
+def preview(photo_id: int) -> Response:
+    return _image_response(photo_id, PREVIEW_SIZE)
+
+
+@blueprint.get("/photos/<int:photo_id>")
+def photo_page(photo_id: int):
+    library = _library()
+    with library.session() as session:
+        photo, _ = _served_photo(session, photo_id)
+        landmarks = {lm.slug: lm for lm in library.all_landmarks(session)}
+        guesses = defaultdict(list)
+        for prediction in photo.predictions:
+            landmark = landmarks.get(prediction.slug)
+            guesses[prediction.model.model_id].append((landmark, prediction.probability))
+        writes = [(w.mode, w.target, w.written) for w in photo.writes]
+        shown = photo_dict(photo)
+        camera = (photo.camera_latitude, photo.camera_longitude)
+        taken_at = photo.taken_at
+    return render_template(
+        "photo.html",
+        photo=shown,
+        guesses=dict(guesses),
+        writes=writes,
+        camera=camera,
+        taken_at=taken_at,
+        landmarks=sorted(landmarks.values(), key=lambda lm: lm.name),
+    )
+
+
+# -- corrections: the same code as `phototagger tag` / `untag` ----------------------------
+
+
+def _json_body() -> dict:
+    """The request's JSON object; insisting on JSON also keeps plain cross-site forms out."""
+    body = request.get_json(silent=True) if request.is_json else None
+    if not isinstance(body, dict):
+        abort(415, "send a JSON object with Content-Type: application/json")
+    return body
+
+
+def _outcome_response(photo_id: int, outcome: Outcome):
+    with _library().session() as session:
+        photo = photo_dict(session.get(orm.Photo, photo_id))
+    status = 200 if outcome.ok else 422
+    return jsonify(ok=outcome.ok, message=outcome.message, photo=photo), status
+
+
+@blueprint.post("/api/photos/<int:photo_id>/tag")
+def api_tag(photo_id: int):
+    """Confirm a landmark for an indexed photo, and write it into the file unless told not to."""
+    body = _json_body()
+    name, write = body.get("landmark"), body.get("write", "embed")
+    if not isinstance(name, str) or not name.strip():
+        abort(400, 'say which landmark: {"landmark": "Eiffel Tower"}')
+    if write not in WRITE_MODES:
+        abort(400, f"write must be one of {', '.join(WRITE_MODES)}")
+    with _library().session() as session:
+        path = _served_photo(session, photo_id)[0].fs_path
+    try:
+        [outcome] = confirm_landmark(_library(), [path], name.strip(), write)
+    except ConfigError as error:
+        abort(400, str(error))
+    return _outcome_response(photo_id, outcome)
+
+
+@blueprint.post("/api/photos/<int:photo_id>/untag")
+def api_untag(photo_id: int):
+    """Take phototagger's landmark off an indexed photo; later scans leave it off."""
+    _json_body()
+    with _library().session() as session:
+        path = _served_photo(session, photo_id)[0].fs_path
+    [outcome] = remove_landmark(_library(), [path])
+    return _outcome_response(photo_id, outcome)
+
+
+# -- about -------------------------------------------------------------------------------
+
+
+@blueprint.get("/about")
+def about_page():
+    return render_template("about.html", facts=model_facts(_model()))

@@ -1,0 +1,119 @@
+// phototagger's pages: upload a photo for prediction, and send corrections to the JSON API.
+"use strict";
+
+function show(element, text) {
+  element.textContent = text;
+  element.hidden = !text;
+}
+
+function percent(p) {
+  return (p * 100).toFixed(1) + "%";
+}
+
+function renderGuess(template, landmark) {
+  const item = template.content.firstElementChild.cloneNode(true);
+  item.querySelector(".guess-name").textContent = landmark.name;
+  item.querySelector(".guess-p").textContent = percent(landmark.probability);
+  const meter = item.querySelector("meter");
+  meter.value = landmark.probability;
+  meter.textContent = percent(landmark.probability);
+  const place = item.querySelector(".guess-place");
+  place.textContent = [landmark.city, landmark.country].filter(Boolean).join(", ") || "place unknown";
+  if (landmark.map_url) {
+    place.append(` · ${landmark.latitude.toFixed(4)}, ${landmark.longitude.toFixed(4)} · `);
+    const link = document.createElement("a");
+    link.href = landmark.map_url;
+    link.target = "_blank";
+    link.rel = "noopener noreferrer";
+    link.textContent = "OpenStreetMap";
+    place.append(link);
+  }
+  return item;
+}
+
+function setUpPredict(form) {
+  const input = form.querySelector("input[type=file]");
+  const status = document.getElementById("predict-status");
+  const error = document.getElementById("predict-error");
+  const result = document.getElementById("result");
+  const limit = Number(form.dataset.limit);
+
+  async function predict(file) {
+    show(error, "");
+    if (limit && file.size > limit) {
+      show(error, `${file.name} is too large: the limit is ${Math.round(limit / 1048576)} MB.`);
+      return;
+    }
+    show(status, `Looking at ${file.name}…`);
+    const body = new FormData();
+    body.append("photo", file);
+    let answer;
+    try {
+      const response = await fetch(form.dataset.api, { method: "POST", body });
+      answer = await response.json().catch(() => ({ error: `the server answered ${response.status}` }));
+      if (!response.ok) throw new Error(answer.error || `the server answered ${response.status}`);
+    } catch (problem) {
+      show(status, "");
+      result.hidden = true;
+      show(error, problem.message);
+      return;
+    }
+    show(status, "");
+    document.getElementById("preview").src = answer.preview;
+    document.getElementById("preview-name").textContent = answer.source;
+    const verdict = document.getElementById("verdict");
+    verdict.classList.toggle("unsure", !answer.confident);
+    verdict.textContent = answer.confident
+      ? `Most likely ${answer.landmarks[0].name} (${percent(answer.landmarks[0].probability)}).`
+      : `No confident landmark: the best guess is under the model's threshold of ${percent(answer.threshold)}.`;
+    const list = document.getElementById("guesses");
+    const template = document.getElementById("guess-template");
+    list.replaceChildren(...answer.landmarks.map((landmark) => renderGuess(template, landmark)));
+    result.hidden = false;
+  }
+
+  input.addEventListener("change", () => { if (input.files[0]) predict(input.files[0]); });
+  form.addEventListener("submit", (event) => event.preventDefault());
+  for (const name of ["dragenter", "dragover"]) {
+    form.addEventListener(name, (event) => { event.preventDefault(); form.classList.add("over"); });
+  }
+  form.addEventListener("dragleave", () => form.classList.remove("over"));
+  form.addEventListener("drop", (event) => {
+    event.preventDefault();
+    form.classList.remove("over");
+    const file = event.dataTransfer.files[0];
+    if (file) predict(file);
+  });
+}
+
+function setUpAction(form) {
+  const message = form.parentElement.querySelector("[data-message]");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) return;
+    const body = Object.fromEntries(new FormData(form));
+    for (const button of form.querySelectorAll("button")) button.disabled = true;
+    try {
+      const response = await fetch(form.dataset.api, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      const answer = await response.json().catch(() => ({}));
+      message.classList.toggle("error", !response.ok);
+      show(message, answer.message || answer.error || `the server answered ${response.status}`);
+      if (response.ok) setTimeout(() => window.location.reload(), 900);
+    } catch (problem) {
+      message.classList.add("error");
+      show(message, problem.message);
+    } finally {
+      for (const button of form.querySelectorAll("button")) button.disabled = false;
+    }
+  });
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const predictForm = document.getElementById("predict-form");
+  if (predictForm) setUpPredict(predictForm);
+  for (const form of document.querySelectorAll("form.action[data-api]")) setUpAction(form);
+});

@@ -1,0 +1,66 @@
+"""A small real library for the app's tests: JPEGs on disk, scanned by the real scanner."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from phototagger.index import Library
+from phototagger.model import LandmarkModel
+from phototagger.scan.pipeline import Scanner, ScanOptions
+from phototagger.web import create_app
+
+COLOURS = [(200, 60, 40), (40, 90, 200), (60, 160, 80), (230, 200, 60)]
+
+
+def jpeg_bytes(size: tuple[int, int] = (320, 240), seed: int = 0, orientation: int = 1) -> bytes:
+    """A real JPEG with some structure (a gradient and a block), optionally EXIF-rotated."""
+    image = Image.new("RGB", size, COLOURS[seed % len(COLOURS)])
+    gradient = Image.linear_gradient("L").resize(size)
+    image.paste((255, 255, 255), (size[0] // 4, size[1] // 4, size[0] // 2, size[1] // 2))
+    image = Image.blend(image, Image.merge("RGB", [gradient] * 3), 0.3)
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def model(tiny_model_path) -> LandmarkModel:
+    return LandmarkModel.load(tiny_model_path, "cpu")
+
+
+@pytest.fixture
+def photos(tmp_path) -> Path:
+    """A scanned folder of four JPEGs, plus a file outside it that nothing may serve."""
+    folder = tmp_path / "photos"
+    (folder / "trip").mkdir(parents=True)
+    for index in range(4):
+        target = folder / ("trip" if index % 2 else "") / f"photo{index}.jpg"
+        target.write_bytes(jpeg_bytes(seed=index))
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "secret.jpg").write_bytes(jpeg_bytes(seed=3))
+    return folder
+
+
+@pytest.fixture
+def library(tmp_path, photos, model) -> Library:
+    library = Library(f"sqlite:///{tmp_path}/index.sqlite3")
+    summary = Scanner(library, model, ScanOptions(workers=0, write="none")).run([photos])
+    assert summary.tagged == 4, summary.to_dict()
+    return library
+
+
+@pytest.fixture
+def app(model, library):
+    return create_app(model=model, library=library)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

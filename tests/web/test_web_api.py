@@ -1,0 +1,410 @@
+"""The app through Flask's test client: predict, search, tag, untag, limits and refusals."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+import struct
+import zlib
+
+import pytest
+from PIL import Image
+
+from conftest import build_tiny_model
+from phototagger import tags
+from phototagger.cli import main as cli_main
+from phototagger.index import models as orm
+from phototagger.model import LandmarkModel
+from phototagger.predict import predict_bytes
+from phototagger.scan.pipeline import Scanner, ScanOptions
+from phototagger.web import create_app
+from phototagger.web import routes as web_routes
+
+from .conftest import jpeg_bytes
+
+
+def upload(client, data: bytes, name: str = "holiday.jpg", **headers):
+    return client.post(
+        "/api/predict",
+        data={"photo": (io.BytesIO(data), name)},
+        content_type="multipart/form-data",
+        headers=headers,
+    )
+
+
+def photo_id(library, path) -> int:
+    with library.session() as session:
+        return library.photo_at(session, path).id
+
+
+def add_row(library, path: str) -> int:
+    """An index row pointing wherever a test likes, as a tampered database could."""
+    with library.session() as session:
+        photo = orm.Photo(path=path, status="ok", landmark_slug="colosseum", confidence=0.9,
+                          tag_state="auto")
+        session.add(photo)
+        session.commit()
+        return photo.id
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels: a decompression bomb."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(
+            ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+# -- predict -----------------------------------------------------------------------------
+
+
+def test_predict_gives_top5_with_places_and_an_upright_preview(client):
+    response = upload(client, jpeg_bytes(size=(300, 200), orientation=6))
+    assert response.status_code == 200, response.json
+    answer = response.json
+    assert answer["source"] == "holiday.jpg" and answer["error"] is None
+    assert answer["confident"] is True  # the tiny model's threshold is 0
+    assert len(answer["landmarks"]) == 5
+    probabilities = [entry["probability"] for entry in answer["landmarks"]]
+    assert probabilities == sorted(probabilities, reverse=True)
+    first = answer["landmarks"][0]
+    assert {"name", "city", "country", "latitude", "longitude", "map_url"} <= set(first)
+    assert first["map_url"].startswith("https://www.openstreetmap.org/?mlat=")
+    prefix = "data:image/jpeg;base64,"
+    assert answer["preview"].startswith(prefix)
+    preview = Image.open(io.BytesIO(base64.b64decode(answer["preview"][len(prefix):])))
+    assert preview.size == (200, 300)  # EXIF orientation 6 applied: portrait
+
+
+def test_predict_matches_the_core_prediction(client, model):
+    data = jpeg_bytes(seed=2)
+    expected = predict_bytes(model, data, "x.jpg").to_dict()["landmarks"]
+    got = upload(client, data).json["landmarks"]
+    assert [(e["slug"], e["probability"]) for e in got] == [
+        (e["slug"], e["probability"]) for e in expected
+    ]
+
+
+def test_predict_says_when_no_landmark_is_confident(tmp_path, library):
+    strict = LandmarkModel.load(build_tiny_model(tmp_path / "strict.pt", threshold=0.99), "cpu")
+    answer = upload(create_app(strict, library).test_client(), jpeg_bytes()).json
+    assert answer["confident"] is False and answer["threshold"] == 0.99
+    assert len(answer["landmarks"]) == 5  # the guesses are still shown, marked unsure
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"just some text, not a photo", "not an image"),
+        (b"", "empty"),
+        (jpeg_bytes()[:300], "jpeg"),
+        (png_claiming(30000, 30000), "too large"),
+    ],
+    ids=["text", "empty", "truncated", "decompression-bomb"],
+)
+def test_predict_refuses_what_is_not_a_safe_image(client, data, reason):
+    response = upload(client, data, name="bad.png")
+    assert response.status_code == 422
+    assert reason in response.json["error"]
+    assert response.json["error"].startswith("bad.png: ")
+
+
+def test_predict_needs_a_file(client):
+    response = client.post("/api/predict", data={}, content_type="multipart/form-data")
+    assert response.status_code == 400 and "choose a photo" in response.json["error"]
+    response = client.post("/api/predict", data={"photo": (io.BytesIO(jpeg_bytes()), "a.jpg"),
+                                                 "top_k": "500"})
+    assert response.status_code == 400 and "top_k" in response.json["error"]
+
+
+def test_upload_limit_is_a_friendly_413(model, library):
+    client = create_app(model, library, upload_limit=20_000).test_client()
+    big = jpeg_bytes(size=(1200, 900))
+    assert len(big) > 20_000
+    response = upload(client, big)
+    assert response.status_code == 413
+    assert response.json == {"error": "the upload is too large: the limit is 20 kB"}
+    page = client.get("/")
+    assert b'data-limit="20000"' in page.data
+
+
+def test_uploads_stay_in_memory(client, monkeypatch):
+    """A big upload must not be spooled to a temporary file (Werkzeug's default past 500 kB)."""
+    import tempfile
+
+    import werkzeug.formparser
+
+    def no_disk(*args, **kwargs):
+        raise AssertionError("an upload was about to be written to disk")
+
+    monkeypatch.setattr(werkzeug.formparser, "SpooledTemporaryFile", no_disk)
+    for name in ("SpooledTemporaryFile", "TemporaryFile", "NamedTemporaryFile"):
+        monkeypatch.setattr(tempfile, name, no_disk)
+    noisy = Image.effect_noise((1000, 1000), 90).convert("RGB")
+    buffer = io.BytesIO()
+    noisy.save(buffer, "JPEG", quality=95)
+    assert buffer.tell() > 600_000
+    assert upload(client, buffer.getvalue()).status_code == 200
+
+
+# -- search and pages ---------------------------------------------------------------------
+
+
+def test_search_by_landmark_country_and_city(client, library, photos):
+    every = client.get("/api/photos").json
+    assert every["count"] == 4 and not every["truncated"]
+    shown = every["photos"][0]
+    landmark = shown["landmark"]
+    for query in (
+        {"landmark": landmark["name"].upper()},
+        {"landmark": landmark["name"][:4].lower()},
+        {"city": landmark["city"]},
+    ):
+        found = client.get("/api/photos", query_string=query).json["photos"]
+        assert shown["id"] in [photo["id"] for photo in found], query
+        assert all(photo["landmark"]["slug"] == landmark["slug"] for photo in found
+                   if query.get("landmark") == landmark["name"].upper())
+    with library.session() as session:
+        expected = {p.id for p in library.find(session, country="IT")}
+    got = client.get("/api/photos", query_string={"country": "it"}).json["photos"]
+    assert {photo["id"] for photo in got} == expected
+    assert client.get("/api/photos", query_string={"landmark": "atlantis"}).json["count"] == 0
+    assert client.get("/api/photos", query_string={"limit": "2"}).json["truncated"] is True
+    bad = client.get("/api/photos", query_string={"min_confidence": "lots"})
+    assert bad.status_code == 400 and "number" in bad.json["error"]
+
+
+def test_library_page_lists_thumbnails_and_filters(client):
+    every = client.get("/api/photos").json["photos"]
+    name = every[0]["landmark"]["name"]
+    page = client.get("/library", query_string={"landmark": name})
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    matching = [p for p in every if p["landmark"]["name"] == name]
+    assert html.count('class="tile"') == len(matching)
+    for photo in matching:
+        assert f'/photos/{photo["id"]}/thumbnail.jpg' in html
+    empty = client.get("/library", query_string={"country": "Atlantis"}).get_data(as_text=True)
+    assert "No tagged photo matches" in empty
+
+
+def test_thumbnail_and_preview_are_small_upright_cached_jpegs(client, library, photos):
+    pid = photo_id(library, photos / "photo0.jpg")
+    response = client.get(f"/photos/{pid}/thumbnail.jpg")
+    assert response.status_code == 200 and response.mimetype == "image/jpeg"
+    assert max(Image.open(io.BytesIO(response.data)).size) <= 320
+    assert response.headers["Cache-Control"] in ("private, max-age=3600", "max-age=3600, private")
+    again = client.get(f"/photos/{pid}/thumbnail.jpg",
+                       headers={"If-None-Match": response.headers["ETag"]})
+    assert again.status_code == 304
+    assert client.get(f"/photos/{pid}/preview.jpg").status_code == 200
+
+
+def test_rotated_photo_thumbnail_is_upright(client, library, photos, model):
+    (photos / "turned.jpg").write_bytes(jpeg_bytes(size=(300, 200), orientation=8))
+    Scanner(library, model, ScanOptions(workers=0, write="none")).run([photos])
+    response = client.get(f"/photos/{photo_id(library, photos / 'turned.jpg')}/thumbnail.jpg")
+    assert Image.open(io.BytesIO(response.data)).size == (200, 300)
+
+
+def test_photo_page_shows_details_and_correction_forms(client, library, photos):
+    pid = photo_id(library, photos / "trip" / "photo1.jpg")
+    html = client.get(f"/photos/{pid}").get_data(as_text=True)
+    assert "photo1.jpg" in html and "What the model saw" in html
+    assert html.count('class="guess"') == 5
+    assert "openstreetmap.org" in html
+    assert f"/api/photos/{pid}/tag" in html and f"/api/photos/{pid}/untag" in html
+    assert "write it into the file" in html
+
+
+def test_pages_render_with_security_headers(client):
+    for path in ("/", "/library", "/about", "/photos/1"):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert client.get("/static/app.js").status_code == 200
+    assert client.get("/static/style.css").status_code == 200
+
+
+# -- serving only from the scanned roots ---------------------------------------------------
+
+IMAGE_ROUTES = ("/photos/{}/thumbnail.jpg", "/photos/{}/preview.jpg", "/photos/{}")
+
+
+def assert_refused(client, pid: int, status: int) -> None:
+    for route in IMAGE_ROUTES:
+        response = client.get(route.format(pid))
+        assert response.status_code == status, route
+        assert response.mimetype == "text/html"
+        assert "Traceback" not in response.get_data(as_text=True)
+    for action in ("tag", "untag"):
+        response = client.post(f"/api/photos/{pid}/{action}", json={"landmark": "Colosseum"})
+        assert response.status_code == status, action
+        assert "error" in response.json
+
+
+def test_unknown_ids_are_404(client):
+    assert_refused(client, 999, 404)
+    assert "no photo 999" in client.get("/photos/999").get_data(as_text=True)
+
+
+def test_a_row_outside_the_roots_is_refused(client, library, tmp_path):
+    pid = add_row(library, str(tmp_path / "outside" / "secret.jpg"))
+    assert_refused(client, pid, 403)
+    assert "outside the scanned folders" in client.get(f"/photos/{pid}").get_data(as_text=True)
+
+
+def test_dot_dot_in_a_stored_path_is_refused(client, library, photos):
+    pid = add_row(library, f"{photos}/../outside/secret.jpg")
+    assert_refused(client, pid, 403)
+
+
+def test_a_symlink_out_of_the_roots_is_refused(client, library, photos, tmp_path, model):
+    link = photos / "escape.jpg"
+    os.symlink(tmp_path / "outside" / "secret.jpg", link)
+    Scanner(library, model, ScanOptions(workers=0, write="none")).run([photos])
+    with library.session() as session:
+        row = library.photo_at(session, link)
+    pid = row.id if row is not None else add_row(library, str(link))
+    assert_refused(client, pid, 403)
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/photos/..%2f..%2fetc%2fpasswd", "/photos/%2fetc%2fpasswd/thumbnail.jpg",
+     "/static/../../etc/passwd", "/static/%2e%2e/__init__.py", "/photos/-1/thumbnail.jpg"],
+)
+def test_raw_paths_are_never_served(client, path):
+    response = client.get(path)
+    assert response.status_code == 404
+    assert b"root:" not in response.data and b"create_app" not in response.data
+
+
+# -- corrections -------------------------------------------------------------------------
+
+
+def test_tag_confirms_a_landmark_through_corrections(client, library, photos):
+    pid = photo_id(library, photos / "photo0.jpg")
+    response = client.post(f"/api/photos/{pid}/tag",
+                           json={"landmark": "tour eiffel", "write": "none"})
+    assert response.status_code == 200, response.json
+    assert response.json["ok"] and "confirmed as Eiffel Tower" in response.json["message"]
+    assert response.json["photo"]["state"] == "confirmed"
+    with library.session() as session:
+        row = session.get(orm.Photo, pid)
+        assert (row.landmark_slug, row.tag_state, row.confidence) == ("eiffel-tower",
+                                                                      "confirmed", None)
+    found = client.get("/api/photos", query_string={"landmark": "eiffel"}).json["photos"]
+    assert pid in [photo["id"] for photo in found]
+
+
+def test_tag_refuses_unknown_or_ambiguous_landmarks(client, library, photos):
+    pid = photo_id(library, photos / "photo0.jpg")
+    unknown = client.post(f"/api/photos/{pid}/tag", json={"landmark": "Atlantis"})
+    assert unknown.status_code == 400 and "unknown landmark" in unknown.json["error"]
+    for body in ({}, {"landmark": "  "}, {"landmark": "Colosseum", "write": "everywhere"}):
+        assert client.post(f"/api/photos/{pid}/tag", json=body).status_code == 400
+
+
+def test_tag_writes_into_the_file_and_untag_takes_it_back(client, library, photos):
+    path = photos / "photo0.jpg"
+    pid = photo_id(library, path)
+    original = path.read_bytes()
+    response = client.post(f"/api/photos/{pid}/tag", json={"landmark": "Colosseum"})
+    assert response.status_code == 200, response.json
+    assert "written to" in response.json["message"]
+    assert tags.read_tags(path) is not None
+    response = client.post(f"/api/photos/{pid}/untag", json={})
+    assert response.status_code == 200, response.json
+    assert response.json["photo"]["state"] == "removed"
+    assert response.json["photo"]["landmark"] is None
+    assert tags.read_tags(path) is None
+    assert Image.open(path).tobytes() == Image.open(io.BytesIO(original)).tobytes()
+
+
+def test_untag_keeps_the_photo_out_of_search(client, library, photos):
+    pid = photo_id(library, photos / "photo0.jpg")
+    assert client.post(f"/api/photos/{pid}/untag", json={}).status_code == 200
+    assert pid not in [p["id"] for p in client.get("/api/photos").json["photos"]]
+
+
+def test_corrections_need_json(client, library, photos):
+    pid = photo_id(library, photos / "photo0.jpg")
+    form = client.post(f"/api/photos/{pid}/tag", data={"landmark": "Colosseum"})
+    assert form.status_code == 415
+    assert client.post(f"/api/photos/{pid}/untag").status_code == 415
+
+
+def test_cross_site_writes_are_refused(client, library, photos):
+    pid = photo_id(library, photos / "photo0.jpg")
+    body = {"landmark": "Colosseum", "write": "none"}
+    for header in ({"Origin": "http://evil.example"}, {"Origin": "null"},
+                   {"Referer": "http://evil.example/page"}):
+        response = client.post(f"/api/photos/{pid}/tag", json=body, headers=header)
+        assert response.status_code == 403 and "cross-site" in response.json["error"], header
+    assert upload(client, jpeg_bytes(), Origin="http://evil.example").status_code == 403
+    same = client.post(f"/api/photos/{pid}/tag", json=body,
+                       headers={"Origin": "http://localhost"})
+    assert same.status_code == 200
+
+
+def test_dns_rebinding_is_refused_on_a_loopback_server(client):
+    loopback = {"SERVER_NAME": "127.0.0.1"}
+    assert client.get("/", environ_overrides=loopback,
+                      headers={"Host": "127.0.0.1:8000"}).status_code == 200
+    response = client.get("/api/photos", environ_overrides=loopback,
+                          headers={"Host": "evil.example:8000"})
+    assert response.status_code == 403 and "localhost" in response.json["error"]
+
+
+# -- errors, about, serving ---------------------------------------------------------------
+
+
+def test_unexpected_errors_are_messages_not_tracebacks(client, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(web_routes, "model_facts", broken)
+    monkeypatch.setattr(web_routes, "predict_bytes", broken)
+    page = client.get("/about")
+    assert page.status_code == 500 and page.mimetype == "text/html"
+    text = page.get_data(as_text=True)
+    assert "something went wrong" in text
+    assert "Traceback" not in text and "secret internals" not in text
+    api = upload(client, jpeg_bytes())
+    assert api.status_code == 500 and "something went wrong" in api.json["error"]
+    missing = client.get("/api/nothing-here")
+    assert missing.status_code == 404 and "error" in missing.json
+
+
+def test_about_page_reflects_on_the_model(tmp_path, library):
+    measured = build_tiny_model(
+        tmp_path / "measured.pt",
+        metrics={"val_top1": 0.8123, "val_top5": 0.95, "ece": 0.031,
+                 "per_class": {"colosseum": {"top1": 0.41}, "taj-mahal": 0.97,
+                               "eiffel-tower": 0.6}},
+        training={"data": "landmarks/train", "images": 6589, "per_class": {"colosseum": 120}},
+    )
+    client = create_app(LandmarkModel.load(measured, "cpu"), library).test_client()
+    html = client.get("/about").get_data(as_text=True)
+    assert "81.2%" in html and "95.0%" in html and "0.031" in html
+    assert html.index("Colosseum: 41%") < html.index("Eiffel Tower: 60%")
+    assert "6589" in html and "Known weaknesses" in html
+    assert "only knows its 6 landmarks" in html
+    for name in ("Hagia Sophia", "Statue of Liberty", "Dome of the Rock", "Jerusalem"):
+        assert name in html
+
+
+def test_about_page_copes_without_measurements(client):
+    html = client.get("/about").get_data(as_text=True)
+    assert "carries no measurements" in html
+    assert "tiny-test-model" in html
+
+
+def test_serve_binds_to_loopback_by_default():
+    host = next(p for p in cli_main.commands["serve"].params if p.name == "host")
+    assert host.default == "127.0.0.1"
