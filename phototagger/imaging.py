@@ -13,12 +13,15 @@ import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from phototagger.errors import ConfigError, ImageError
+
+if TYPE_CHECKING:
+    import torch
 
 try:  # HEIC/HEIF support is optional at import time, required by setup.cfg.
     import pillow_heif
@@ -214,6 +217,8 @@ def _degrees(parts, ref, negative: str) -> float:
 
 def to_input(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:
     """Resize the short side to ``spec.resize``, centre-crop, normalise: a 3 x S x S tensor."""
+    import torch  # here, not at the top: a rescan with nothing to decode never loads torch
+
     width, height = image.size
     scale = spec.resize / min(width, height)
     size = (max(spec.resize, round(width * scale)), max(spec.resize, round(height * scale)))

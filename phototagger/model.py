@@ -10,29 +10,35 @@ import hashlib
 import json
 import math
 import warnings
+import zipfile
 from contextlib import nullcontext
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from phototagger.errors import ConfigError, ModelFormatError
 from phototagger.imaging import PreprocessSpec
 from phototagger.landmarks import Landmark
 
+if TYPE_CHECKING:
+    import torch
+
 META_NAME = "phototagger.json"
 FORMAT = "phototagger-model"
 FORMAT_VERSION = 1
+DEVICES = ("auto", "cpu", "cuda")
 _REQUIRED = ("name", "version", "architecture", "classes", "preprocess")
 
 
 def select_device(name: str = "auto") -> torch.device:
     """``auto`` takes CUDA when present; asking for CUDA without it is a configuration error."""
+    import torch
+
+    if name not in DEVICES:
+        raise ConfigError(f"unknown device {name!r}: use auto, cpu or cuda")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda asked for, but no CUDA device is available")
-    if name not in ("cpu", "cuda"):
-        raise ConfigError(f"unknown device {name!r}: use auto, cpu or cuda")
     return torch.device(name)
 
 
@@ -65,6 +71,8 @@ def validate_meta(meta: dict) -> None:
 
 def save_model_file(module: torch.jit.ScriptModule, meta: dict, path: str | Path) -> None:
     """Write a model file: TorchScript plus ``phototagger.json``; the metadata is checked first."""
+    import torch
+
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
     validate_meta(meta)
     path = Path(path)
@@ -75,27 +83,22 @@ def save_model_file(module: torch.jit.ScriptModule, meta: dict, path: str | Path
 
 
 def read_meta(path: str | Path) -> dict:
-    """The metadata of a model file, without building the network."""
-    return _load(Path(path), torch.device("cpu"))[1]
-
-
-def _load(path: Path, device: torch.device) -> tuple[torch.jit.ScriptModule, dict]:
+    """The metadata of a model file, read from its zip archive without loading torch."""
+    path = Path(path)
     if not path.is_file():
         raise ModelFormatError(f"model file not found: {path}")
-    extra = {META_NAME: ""}
     try:
-        with warnings.catch_warnings():
-            # TorchScript is deprecated upstream but is the format the project ships (design.md).
-            warnings.simplefilter("ignore", FutureWarning)
-            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
-    except Exception:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if n.endswith(f"/extra/{META_NAME}")]
+            if not names:
+                raise ModelFormatError(f"not a phototagger model (no phototagger metadata): {path}")
+            meta = json.loads(archive.read(names[0]))
+    except (zipfile.BadZipFile, OSError):
         raise ModelFormatError(f"not a TorchScript model file: {path}") from None
-    try:
-        meta = json.loads(extra[META_NAME]) if extra[META_NAME] else None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise ModelFormatError(f"unreadable phototagger metadata in {path}") from None
     validate_meta(meta)
-    return module, meta
+    return meta
 
 
 def _file_digest(path: Path) -> str:
@@ -107,15 +110,18 @@ def _file_digest(path: Path) -> str:
 
 
 class LandmarkModel:
-    """A loaded model: its network on a device, its classes and how to feed it."""
+    """A model file: its classes and how to feed it now, its network on first use.
 
-    def __init__(
-        self, module: torch.jit.ScriptModule, meta: dict, path: Path, device: torch.device
-    ):
-        self.module = module.eval()
+    The network (and torch itself) loads lazily, so a rescan with nothing new to predict
+    starts in a fraction of a second.
+    """
+
+    def __init__(self, meta: dict, path: Path, device: str = "auto"):
+        if device not in DEVICES:
+            raise ConfigError(f"unknown device {device!r}: use auto, cpu or cuda")
         self.meta = meta
         self.path = path
-        self.device = device
+        self.device_name = device
         self.classes = [Landmark.from_dict(entry) for entry in meta["classes"]]
         self.preprocess = PreprocessSpec.from_dict(meta["preprocess"])
         self.name = str(meta["name"])
@@ -125,36 +131,63 @@ class LandmarkModel:
         self.threshold = float(meta.get("threshold", 0.5))
         self.sha256 = _file_digest(path)
         self.model_id = f"{self.name}@{self.version}+{self.sha256[:12]}"
+        self._module = None
+        self._device = None
 
     @classmethod
-    def load(cls, path: str | Path, device: str | torch.device = "auto") -> LandmarkModel:
-        if not isinstance(device, torch.device):
-            device = select_device(device)
+    def load(cls, path: str | Path, device: str = "auto") -> LandmarkModel:
+        """Read and check the model file's metadata; ModelFormatError if it is not one."""
         path = Path(path)
-        module, meta = _load(path, device)
-        model = cls(module, meta, path, device)
-        model._check_output_width()
-        return model
+        return cls(read_meta(path), path, device)
+
+    @property
+    def device(self) -> torch.device:
+        if self._device is None:
+            self._device = select_device(self.device_name)
+        return self._device
+
+    @property
+    def module(self) -> torch.jit.ScriptModule:
+        """The TorchScript network on its device, loaded and checked on first use."""
+        if self._module is None:
+            import torch
+
+            try:
+                with warnings.catch_warnings():
+                    # TorchScript is deprecated upstream but is the format this project ships.
+                    warnings.simplefilter("ignore", FutureWarning)
+                    module = torch.jit.load(str(self.path), map_location=self.device)
+            except Exception:
+                raise ModelFormatError(f"not a TorchScript model file: {self.path}") from None
+            self._module = module.eval()
+            self._check_output_width()
+        return self._module
 
     def _check_output_width(self) -> None:
+        import torch
+
         size = self.preprocess.input_size
-        probe = torch.zeros(1, 3, size, size)
         try:
-            width = self.probabilities(probe).shape[-1]
+            width = self.probabilities(torch.zeros(1, 3, size, size)).shape[-1]
         except Exception as error:
+            self._module = None
             raise ModelFormatError(f"model cannot run on its own input size: {error}") from None
         if width != len(self.classes):
+            self._module = None
             raise ModelFormatError(
                 f"model outputs {width} scores but its metadata lists {len(self.classes)} classes"
             )
 
     def probabilities(self, batch: torch.Tensor) -> torch.Tensor:
         """Calibrated class probabilities for a preprocessed batch, on the CPU."""
+        import torch
+
+        module = self.module if self._module is None else self._module
         on_cuda = self.device.type == "cuda"
         batch = batch.to(self.device, non_blocking=on_cuda)
         autocast = torch.autocast("cuda", dtype=torch.float16) if on_cuda else nullcontext()
         with torch.inference_mode(), autocast:
-            logits = self.module(batch)
+            logits = module(batch)
         logits = logits.float() / self.temperature
         return torch.softmax(logits, dim=-1).cpu()
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
 from tqdm import tqdm
@@ -25,7 +25,9 @@ from phototagger.index import Library, path_key
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan.changes import Plan, Work, file_hash, plan_changes
-from phototagger.scan.dataset import Decoded, make_loader
+
+if TYPE_CHECKING:
+    from phototagger.scan.dataset import Decoded
 from phototagger.scan.walk import walk
 
 log = logging.getLogger("phototagger.scan")
@@ -165,6 +167,10 @@ class Scanner:
     ) -> None:
         if not work:
             return
+        import torch  # only now: an unchanged library is rescanned without loading torch
+
+        from phototagger.scan.dataset import make_loader
+
         loader = make_loader(
             [item.path for item in work],
             self.model.preprocess,
