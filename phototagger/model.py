@@ -116,8 +116,8 @@ class LandmarkModel:
     starts in a fraction of a second.
     """
 
-    def __init__(self, meta: dict, path: Path, device: str = "auto"):
-        if device not in DEVICES:
+    def __init__(self, meta: dict, path: Path, device: str | torch.device = "auto"):
+        if isinstance(device, str) and device not in DEVICES:
             raise ConfigError(f"unknown device {device!r}: use auto, cpu or cuda")
         self.meta = meta
         self.path = path
@@ -132,10 +132,10 @@ class LandmarkModel:
         self.sha256 = _file_digest(path)
         self.model_id = f"{self.name}@{self.version}+{self.sha256[:12]}"
         self._module = None
-        self._device = None
+        self._device = None if isinstance(device, str) else device
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto") -> LandmarkModel:
+    def load(cls, path: str | Path, device: str | torch.device = "auto") -> LandmarkModel:
         """Read and check the model file's metadata; ModelFormatError if it is not one."""
         path = Path(path)
         return cls(read_meta(path), path, device)
