@@ -49,18 +49,23 @@ def test_scan_indexes_predicts_and_tags_every_format(library, model, tmp_path):
     write_image(root / "shot.png", "PNG", seed=3)
     write_image(root / "shot.webp", "WEBP", seed=4)
     write_image(root / "scan.tiff", "TIFF", seed=5)
+    write_image(root / "phone.HEIC", "HEIF", seed=6)  # pillow-heif registered by imaging
     summary = scan(library, model, root)
-    assert (summary.found, summary.new, summary.tagged, summary.failed) == (5, 5, 5, [])
+    assert (summary.found, summary.new, summary.tagged, summary.failed) == (6, 6, 6, [])
     indexed = photos(library)
-    assert set(indexed) == {"tower.jpg", "camera-gps.jpg", "shot.png", "shot.webp", "scan.tiff"}
+    assert set(indexed) == {"tower.jpg", "camera-gps.jpg", "shot.png", "shot.webp", "scan.tiff",
+                            "phone.HEIC"}
+    assert indexed["phone.HEIC"].format == "heif"
+    assert tags.read_tags(root / "phone.HEIC").where == root / "phone.HEIC.xmp"
     tower = indexed["tower.jpg"]
     assert (tower.status, tower.width, tower.height, tower.format) == ("ok", 320, 240, "jpeg")
     assert tower.tag_state == "auto" and tower.landmark_slug is not None
     with library.session() as session:
-        assert session.scalar(select(func.count()).select_from(orm.Prediction)) == 5 * 5
+        assert session.scalar(select(func.count()).select_from(orm.Prediction)) == 6 * 5
     written = tags.read_tags(root / "paris" / "tower.jpg")
     assert written.slug == tower.landmark_slug and written.source == "model"
     assert written.where == root / "paris" / "tower.jpg"  # embedded in the JPEG itself
+    assert tags.read_tags(root / "shot.png").where == root / "shot.png"  # an iTXt chunk
     assert tags.read_tags(root / "scan.tiff").where == root / "scan.tiff.xmp"  # a sidecar
     camera = indexed["camera-gps.jpg"]
     assert camera.camera_latitude == pytest.approx(43.4682, abs=1e-4)
