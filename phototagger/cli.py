@@ -72,7 +72,10 @@ def load_model(model_path: Path | None, device: str = "auto"):
     path = model_path or config.DEFAULT_MODEL
     if model_path is None and not path.is_file():
         raise ConfigError(f"the shipped model is missing ({path}): pass --model FILE")
-    return LandmarkModel.load(path, device)
+    model = LandmarkModel.load(path, device)
+    if device == "cuda":
+        model.device  # noqa: B018 - fail now, not after the walk, when CUDA is missing
+    return model
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
