@@ -15,6 +15,15 @@ METRIC_LABELS = {
     "ece": "Calibration error (ECE, lower is better)",
     "negatives_false_tag_rate": "Photos without a landmark that still got one",
 }
+#: The training facts worth a sentence; the rest of ``meta["training"]`` goes under "details".
+TRAINING_LABELS = {
+    "data": "Photos from",
+    "images": "Photos",
+    "train_images": "Used for training",
+    "val_images": "Held out for measuring",
+    "epochs": "Epochs",
+    "seconds": "Training time (seconds)",
+}
 _PER_CLASS_SCORES = ("top1", "accuracy", "recall", "f1")
 #: Landmarks that stand in one place and look alike: confusions between them are expected.
 QUTB_COMPLEX = ("qutb-minar", "alai-minar", "alai-darwaza", "iron-pillar")
@@ -40,9 +49,11 @@ class ModelFacts:
     landmarks: list[dict]
     metrics: list[Metric]
     training: dict
+    training_details: dict
     weakest: list[tuple[str, float]] = field(default_factory=list)
     qutb_complex: list[str] = field(default_factory=list)
     natural_scenes: list[str] = field(default_factory=list)
+    fewest_images: list[tuple[str, int]] = field(default_factory=list)
 
 
 def model_facts(model: LandmarkModel) -> ModelFacts:
@@ -65,10 +76,21 @@ def model_facts(model: LandmarkModel) -> ModelFacts:
         input_size=model.preprocess.input_size,
         landmarks=landmarks,
         metrics=_metrics(metrics),
-        training={k: v for k, v in training.items() if isinstance(v, (str, int, float))},
+        training={
+            label: training[key] for key, label in TRAINING_LABELS.items() if key in training
+        },
+        training_details={
+            key: value for key, value in training.items()
+            if key not in TRAINING_LABELS and isinstance(value, (str, int, float))
+        },
         weakest=[(names.get(slug, slug), score) for slug, score in _weakest(metrics)],
         qutb_complex=[names[slug] for slug in QUTB_COMPLEX if slug in names],
         natural_scenes=[names[slug] for slug in NATURAL_SCENES if slug in names],
+        fewest_images=sorted(
+            ((names[slug], count) for slug, count in images.items()
+             if slug in names and isinstance(count, int)),
+            key=lambda item: item[1],
+        )[:5],
     )
 
 

@@ -22,6 +22,7 @@ from phototagger.corrections import Outcome, confirm_landmark, remove_landmark
 from phototagger.errors import ConfigError, ImageError
 from phototagger.index import Library
 from phototagger.index import models as orm
+from phototagger.landmarks import Landmark
 from phototagger.model import LandmarkModel
 from phototagger.predict import predict_bytes
 from phototagger.web.about import model_facts
@@ -208,7 +209,7 @@ def photo_page(photo_id: int):
         landmarks = {lm.slug: lm for lm in library.all_landmarks(session)}
         guesses = defaultdict(list)
         for prediction in photo.predictions:
-            landmark = landmarks.get(prediction.slug)
+            landmark = landmarks.get(prediction.slug) or Landmark(prediction.slug, prediction.slug)
             guesses[prediction.model.model_id].append((landmark, prediction.probability))
         writes = [(w.mode, w.target, w.written) for w in photo.writes]
         shown = photo_dict(photo)

@@ -300,6 +300,9 @@ def test_tag_confirms_a_landmark_through_corrections(client, library, photos):
                                                                       "confirmed", None)
     found = client.get("/api/photos", query_string={"landmark": "eiffel"}).json["photos"]
     assert pid in [photo["id"] for photo in found]
+    page = client.get("/library", query_string={"landmark": "eiffel"}).get_data(as_text=True)
+    assert "confirmed by you" in page
+    assert "Confirmed by you." in client.get(f"/photos/{pid}").get_data(as_text=True)
 
 
 def test_tag_refuses_unknown_or_ambiguous_landmarks(client, library, photos):
@@ -323,6 +326,8 @@ def test_tag_writes_into_the_file_and_untag_takes_it_back(client, library, photo
     assert response.json["photo"]["state"] == "removed"
     assert response.json["photo"]["landmark"] is None
     assert tags.read_tags(path) is None
+    page = client.get(f"/photos/{pid}").get_data(as_text=True)
+    assert "You removed its landmark" in page and "Remove the landmark" not in page
     assert Image.open(path).tobytes() == Image.open(io.BytesIO(original)).tobytes()
 
 
@@ -387,13 +392,16 @@ def test_about_page_reflects_on_the_model(tmp_path, library):
         metrics={"val_top1": 0.8123, "val_top5": 0.95, "ece": 0.031,
                  "per_class": {"colosseum": {"top1": 0.41}, "taj-mahal": 0.97,
                                "eiffel-tower": 0.6}},
-        training={"data": "landmarks/train", "images": 6589, "per_class": {"colosseum": 120}},
+        training={"data": "landmarks/train", "images": 6589, "val_images": 988, "lr": 0.002,
+                  "per_class": {"colosseum": 120, "taj-mahal": 300}},
     )
     client = create_app(LandmarkModel.load(measured, "cpu"), library).test_client()
     html = client.get("/about").get_data(as_text=True)
     assert "81.2%" in html and "95.0%" in html and "0.031" in html
     assert html.index("Colosseum: 41%") < html.index("Eiffel Tower: 60%")
-    assert "6589" in html and "Known weaknesses" in html
+    assert "6589" in html and "(988 of them)" in html and "Known weaknesses" in html
+    assert "fewest: Colosseum 120, Taj Mahal 300" in html
+    assert "<dt>lr</dt><dd>0.002</dd>" in html  # other settings under "details"
     assert "only knows its 6 landmarks" in html
     for name in ("Hagia Sophia", "Statue of Liberty", "Dome of the Rock", "Jerusalem"):
         assert name in html
