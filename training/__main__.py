@@ -1,0 +1,143 @@
+"""``python -m training``: train, evaluate, export and compare landmark models."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+import click
+
+from phototagger.errors import PhototaggerError
+from training import nets
+
+
+def _fail(error: Exception) -> None:
+    raise click.ClickException(str(error)) from None
+
+
+@click.group()
+def cli() -> None:
+    """Train and ship phototagger's landmark models."""
+
+
+@cli.command()
+@click.option("--data", type=click.Path(path_type=Path), required=True,
+              help="Folder with one sub-folder of photos per landmark.")
+@click.option("--arch", type=click.Choice(nets.ARCHS), default="efficientnet_lite0",
+              show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Model file to write.")
+@click.option("--gazetteer", type=click.Path(path_type=Path),
+              help="landmarks.csv (default: DATA/../landmarks.csv).")
+@click.option("--epochs", default=12, show_default=True)
+@click.option("--batch-size", default=64, show_default=True)
+@click.option("--lr", default=2e-3, show_default=True)
+@click.option("--weight-decay", default=0.05, show_default=True)
+@click.option("--img-size", type=int, help="Input size (default: the architecture's own).")
+@click.option("--freeze", type=int,
+              help="Feature modules kept frozen and cached (default: per architecture).")
+@click.option("--views", default=4, show_default=True,
+              help="Augmented views cached per photo when freezing.")
+@click.option("--val-fraction", default=0.15, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto",
+              show_default=True)
+@click.option("--workers", default=0, show_default=True, help="DataLoader worker processes.")
+@click.option("--threads", type=int, help="CPU threads for torch (default: torch's choice).")
+@click.option("--limit-per-class", type=int, help="Use at most this many photos per class.")
+@click.option("--run-dir", type=click.Path(path_type=Path),
+              help="Checkpoints and metrics (default: runs/OUT-STEM).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=Path("data-cache"),
+              show_default=True)
+@click.option("--resume", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              help="Checkpoint to continue from.")
+def train(**options) -> None:
+    """Train a model on a folder of landmark folders and write its model file."""
+    from training.engine import TrainConfig
+    from training.engine import train as run
+
+    try:
+        config = TrainConfig(**options, command=shlex.join(["python", "-m", "training",
+                                                            *sys.argv[1:]]))
+        path = run(config)
+    except PhototaggerError as error:
+        _fail(error)
+    click.echo(f"wrote {path}")
+
+
+@cli.command()
+@click.option("--model", "model_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              required=True)
+@click.option("--data", type=click.Path(path_type=Path), required=True,
+              help="The landmark folders the model was trained on (or a test set, --split all).")
+@click.option("--negatives", type=click.Path(path_type=Path, file_okay=False),
+              help="Photos with no landmark: every tag on them counts as wrong.")
+@click.option("--split", type=click.Choice(["val", "all"]), default="val", show_default=True,
+              help="The model's validation split, or every photo of DATA.")
+@click.option("--gazetteer", type=click.Path(path_type=Path))
+@click.option("--plots", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for the PNGs and evaluation.json (default: docs/plots/MODEL-NAME).")
+@click.option("--min-precision", default=0.95, show_default=True,
+              help="The default threshold is the lowest one reaching this precision.")
+@click.option("--write/--no-write", default=True, show_default=True,
+              help="Store temperature, threshold and metrics in the model file.")
+def evaluate(model_path: Path, data: Path, negatives: Path | None, split: str,
+             gazetteer: Path | None, plots: Path | None, min_precision: float, write: bool) -> None:
+    """Top-1/top-5, calibration, precision/coverage; calibrate and set the threshold."""
+    from phototagger.model import read_meta
+    from training.evaluate import evaluate as run
+
+    try:
+        plots = plots or Path("docs/plots") / read_meta(model_path)["name"]
+        report = run(model_path, data, negatives, split, gazetteer, plots, write, min_precision)
+    except PhototaggerError as error:
+        _fail(error)
+    click.echo(
+        f"{report['val_images']} photos ({split}), {report['negatives']} negatives\n"
+        f"top-1 {report['val_top1']:.2%}  top-5 {report['val_top5']:.2%}  "
+        f"ECE {report['ece_uncalibrated']:.3f} -> {report['ece']:.3f} "
+        f"(temperature {report['temperature']:.3f})\n"
+        f"threshold {report['threshold']:.2f}: precision {report['precision']:.2%}, "
+        f"coverage {report['coverage']:.2%}, recall {report['recall']:.2%}, "
+        f"negatives tagged {report['negatives_tagged']:.2%}"
+    )
+    worst = sorted(report["per_class"].items(), key=lambda item: item[1])[:5]
+    click.echo("weakest: " + ", ".join(f"{slug} {acc:.0%}" for slug, acc in worst))
+    click.echo(f"plots in {plots}" + ("; model file updated" if write else ""))
+
+
+@cli.command()
+@click.option("--checkpoint", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              required=True, help="A training checkpoint (runs/NAME/checkpoint.ckpt).")
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+def export(checkpoint: Path, out: Path) -> None:
+    """Write the TorchScript model file of a checkpoint (then run evaluate to calibrate it)."""
+    from training.export import export_checkpoint
+
+    try:
+        click.echo(f"wrote {export_checkpoint(checkpoint, out)}")
+    except PhototaggerError as error:
+        _fail(error)
+
+
+@cli.command()
+@click.argument("models", nargs=-1, type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                required=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("docs/models.md"),
+              show_default=True)
+def compare(models: tuple[Path, ...], out: Path) -> None:
+    """Tabulate evaluated model files (accuracy, calibration, size, speed) into docs/models.md."""
+    from training.compare import compare as run
+
+    try:
+        click.echo(run(list(models), out))
+    except PhototaggerError as error:
+        _fail(error)
+
+
+def main() -> None:
+    cli(prog_name="python -m training")
+
+
+if __name__ == "__main__":
+    main()
