@@ -48,7 +48,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=ROOT / "phototagger/models/default.pt")
     parser.add_argument("--upload", type=Path, help="photo for the Predict page")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/screenshots")
-    parser.add_argument("--per-landmark", type=int, default=4)
+    parser.add_argument("--per-landmark", type=int, default=2)
     parser.add_argument("--threshold", type=float, help="scan threshold [the model's own]")
     options = parser.parse_args()
     model = LandmarkModel.load(options.model, "cpu")
