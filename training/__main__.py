@@ -29,14 +29,14 @@ def cli() -> None:
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Model file to write.")
 @click.option("--gazetteer", type=click.Path(path_type=Path),
               help="landmarks.csv (default: DATA/../landmarks.csv).")
-@click.option("--epochs", default=12, show_default=True)
+@click.option("--epochs", default=8, show_default=True)
 @click.option("--batch-size", default=64, show_default=True)
 @click.option("--lr", default=2e-3, show_default=True)
 @click.option("--weight-decay", default=0.05, show_default=True)
 @click.option("--img-size", type=int, help="Input size (default: the architecture's own).")
 @click.option("--freeze", type=int,
               help="Feature modules kept frozen and cached (default: per architecture).")
-@click.option("--views", default=4, show_default=True,
+@click.option("--views", default=3, show_default=True,
               help="Augmented views cached per photo when freezing.")
 @click.option("--val-fraction", default=0.15, show_default=True)
 @click.option("--seed", default=0, show_default=True)
@@ -51,7 +51,12 @@ def cli() -> None:
               show_default=True)
 @click.option("--resume", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Checkpoint to continue from.")
-def train(**options) -> None:
+@click.option("--negatives", type=click.Path(path_type=Path, file_okay=False),
+              help="Then evaluate too: calibrate and set the threshold with these photos.")
+@click.option("--plots", type=click.Path(path_type=Path, file_okay=False),
+              help="With --negatives: where evaluate draws (default: docs/plots/MODEL-NAME).")
+@click.pass_context
+def train(ctx: click.Context, negatives: Path | None, plots: Path | None, **options) -> None:
     """Train a model on a folder of landmark folders and write its model file."""
     from training.engine import TrainConfig
     from training.engine import train as run
@@ -63,6 +68,9 @@ def train(**options) -> None:
     except PhototaggerError as error:
         _fail(error)
     click.echo(f"wrote {path}")
+    if negatives:
+        ctx.invoke(evaluate, model_path=path, data=config.data, negatives=negatives,
+                   gazetteer=config.gazetteer, plots=plots)
 
 
 @cli.command()

@@ -45,7 +45,7 @@ class TrainConfig:
     out: Path = Path("runs/model.pt")
     run_dir: Path | None = None
     gazetteer: Path | None = None
-    epochs: int = 12
+    epochs: int = 8
     batch_size: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.05
@@ -53,7 +53,7 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     img_size: int | None = None
     freeze: int | None = None
-    views: int = 4
+    views: int = 3
     val_fraction: float = 0.15
     seed: int = 0
     device: str = "auto"

@@ -3,7 +3,9 @@
 from pathlib import Path
 
 from click.testing import CliRunner
+from synthetic import make_dataset, write_photo
 
+from phototagger.model import LandmarkModel
 from training.__main__ import cli
 
 
@@ -20,3 +22,21 @@ def test_train_on_a_missing_folder_says_why(tmp_path: Path):
                                       str(tmp_path / "m.pt")])
     assert result.exit_code == 1
     assert "data folder not found" in result.output
+
+
+def test_one_command_trains_calibrates_and_writes_a_loadable_model(tmp_path: Path):
+    data = make_dataset(tmp_path / "data", per_class=6)
+    negatives = tmp_path / "negatives"
+    write_photo(negatives / "grey.jpg", (128, 128, 128), 1)
+    out = tmp_path / "model.pt"
+    result = CliRunner().invoke(cli, [
+        "train", "--data", str(data), "--arch", "scratch", "--img-size", "32", "--epochs", "2",
+        "--batch-size", "8", "--val-fraction", "0.34", "--device", "cpu", "--out", str(out),
+        "--run-dir", str(tmp_path / "run"), "--negatives", str(negatives),
+        "--plots", str(tmp_path / "plots")])
+    assert result.exit_code == 0, result.output
+    assert "top-1" in result.output and "threshold" in result.output
+    model = LandmarkModel.load(out)
+    assert model.meta["metrics"]["val_images"] == 6 and model.meta["metrics"]["negatives"] == 1
+    assert model.meta["training"]["split_seed"] == 0
+    assert (tmp_path / "plots" / "precision_coverage.png").is_file()
