@@ -10,14 +10,21 @@ import csv
 import io
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
+from sqlalchemy.exc import SQLAlchemyError
 
 from phototagger import config
 from phototagger.errors import ConfigError, PhototaggerError
+
+if TYPE_CHECKING:
+    from phototagger.index import Library
+    from phototagger.model import LandmarkModel
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
@@ -30,6 +37,10 @@ class Command(click.Command):
             return super().invoke(ctx)
         except ConfigError as error:
             click.echo(f"phototagger: error: {error}", err=True)
+            ctx.exit(EXIT_USAGE)
+        except SQLAlchemyError as error:
+            reason = getattr(error, "orig", None) or error
+            click.echo(f"phototagger: error: index: {str(reason).splitlines()[0]}", err=True)
             ctx.exit(EXIT_USAGE)
         except PhototaggerError as error:
             click.echo(f"phototagger: error: {error}", err=True)
@@ -60,13 +71,27 @@ def model_option(function: Callable) -> Callable:
     )(function)
 
 
-def open_library(db: str | None):
+def wait_option(function: Callable) -> Callable:
+    return click.option(
+        "--wait",
+        default=10.0,
+        show_default=True,
+        type=click.FloatRange(0),
+        help="Seconds to wait for a scan of the same index to finish.",
+    )(function)
+
+
+def open_library(db: str | None, dry_run: bool = False) -> Library:
+    """The index at ``db`` (or the default); a dry run never creates one that doesn't exist."""
     from phototagger.index import Library
 
-    return Library(config.db_url(db) if db else config.default_db_url())
+    url = config.db_url(db) if db else config.default_db_url()
+    if dry_run and url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+        url = "sqlite://"  # in memory: everything is new, and nothing is left behind
+    return Library(url)
 
 
-def load_model(model_path: Path | None, device: str = "auto"):
+def load_model(model_path: Path | None, device: str = "auto") -> LandmarkModel:
     from phototagger.model import LandmarkModel
 
     path = model_path or config.DEFAULT_MODEL
@@ -172,7 +197,7 @@ def scan(
         progress=not quiet and not as_json and sys.stderr.isatty(),
         preserve_mtime=keep_mtime,
     )
-    scanner = Scanner(open_library(db), load_model(model_path, device), options)
+    scanner = Scanner(open_library(db, dry_run), load_model(model_path, device), options)
     summary = scanner.run(paths)
     logging.getLogger("phototagger.scan").info("summary: %s", json.dumps(summary.to_dict()))
     if as_json:
@@ -185,7 +210,7 @@ def scan(
 def _setup_logging(log_file: Path | None) -> None:
     if log_file is None:
         return
-    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler = logging.FileHandler(log_file, encoding="utf-8", errors="backslashreplace")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger = logging.getLogger("phototagger")
     logger.addHandler(handler)
@@ -202,10 +227,15 @@ def _print_summary(summary, quiet: bool) -> None:
         )
         click.echo(
             f"tagged {summary.tagged}, below threshold {summary.below_threshold}, "
-            f"kept as a person set them {summary.kept_by_person}, "
+            f"kept as a person set them {summary.kept_by_person}, untagged {summary.untagged}, "
             f"failed {len(summary.failed)} ({summary.seconds:.1f} s, "
             f"{summary.images_per_second:.1f} images/s)"
         )
+        if summary.skipped:
+            click.echo(
+                f"{summary.skipped} files failed in an earlier scan and have not changed since "
+                "(`phototagger info FILE` tells why; --force tries them again)"
+            )
     if summary.failed:
         click.echo(f"{len(summary.failed)} failed:", err=True)
         for failure in summary.failed:
@@ -213,7 +243,10 @@ def _print_summary(summary, quiet: bool) -> None:
 
 
 def _printable(path: str) -> str:
-    return path.encode("utf-8", "backslashreplace").decode("utf-8")
+    """A path as text, with the bytes of a non-UTF-8 name shown as escapes (as in the index)."""
+    from phototagger.index import path_key
+
+    return path_key(path)[0]
 
 
 @main.command()
@@ -249,9 +282,11 @@ def query(landmark, country, city, min_confidence, under, limit, output, db) -> 
             limit=limit,
         )
         rows = [_photo_row(photo) for photo in photos]
-    if output == "paths":
-        for row in rows:
-            click.echo(row["path"])
+        paths = [photo.fs_path for photo in photos]
+    if output == "paths":  # exact bytes, one per line, for xargs
+        out = sys.stdout.buffer
+        for path in paths:
+            out.write(os.fsencode(path) + b"\n")
     elif output == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     elif output == "csv":
@@ -271,7 +306,7 @@ def _photo_row_fields() -> tuple[str, ...]:
 def _photo_row(photo) -> dict:
     landmark = photo.landmark
     return {
-        "path": _printable(photo.fs_path),
+        "path": photo.path,
         "landmark": landmark.name if landmark else None,
         "confidence": round(photo.confidence, 4) if photo.confidence is not None else None,
         "state": photo.tag_state,
@@ -298,25 +333,31 @@ def _print_table(rows: list[dict]) -> None:
 @click.option(
     "--write", default="embed", show_default=True, type=click.Choice(["embed", "sidecar", "none"])
 )
+@model_option
+@wait_option
 @db_option
-def tag(files, landmark, write, db) -> None:
+def tag(files, landmark, write, model_path, wait, db) -> None:
     """Set the landmark of FILES by hand; scans never overwrite it."""
     from phototagger.corrections import confirm_landmark
 
-    _report(confirm_landmark(open_library(db), [str(f) for f in files], landmark, write))
+    known = load_model(model_path).classes if model_path or config.DEFAULT_MODEL.is_file() else []
+    paths = [str(f) for f in files]
+    _report(confirm_landmark(open_library(db), paths, landmark, write, landmarks=known, wait=wait))
 
 
 @main.command()
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--all", "everything", is_flag=True, help="Every photo phototagger tagged.")
+@wait_option
 @db_option
-def untag(files, everything, db) -> None:
+def untag(files, everything, wait, db) -> None:
     """Remove exactly what phototagger wrote from FILES (and keep scans from re-tagging them)."""
     from phototagger.corrections import remove_landmark
 
     if bool(files) == everything:
         raise click.UsageError("give FILES or --all, not both and not neither")
-    _report(remove_landmark(open_library(db), None if everything else [str(f) for f in files]))
+    paths = None if everything else [str(f) for f in files]
+    _report(remove_landmark(open_library(db), paths, wait=wait))
 
 
 def _report(outcomes) -> None:
@@ -369,7 +410,17 @@ def info(file, db) -> None:
                 click.echo(f"written: {write.mode} {write.target} ({write.written:%Y-%m-%d %H:%M})")
     if path.exists():
         written = tags.read_tags(path)
-        click.echo(f"file tags: {written}" if written else "file tags: none of phototagger's")
+        if written is None:
+            click.echo("file tags: none of phototagger's")
+        else:
+            confidence = "" if written.confidence is None else f" {written.confidence:.3f}"
+            click.echo(
+                f"file tags: {written.landmark}{confidence} by {written.source}"
+                f" ({written.model or 'a person'}) in {written.where}"
+                + (", with an estimated GPS position" if written.gps_written else "")
+            )
+        if photo is not None and photo.write_error:
+            click.echo(f"last write failed: {photo.write_error}")
 
 
 @main.group(cls=Group)

@@ -2,6 +2,7 @@
 
 Shared by the ``tag``/``untag`` commands and the app, so both behave the same. A confirmed
 landmark is never replaced by a later scan; a removed one is never written again by a scan.
+Corrections take the index lock, so a scan running at the same time cannot undo them.
 """
 
 from __future__ import annotations
@@ -11,16 +12,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from phototagger import tags
 from phototagger.errors import ConfigError, PhototaggerError
+from phototagger.filetags import remove_photo_tags, restat, write_photo_tags
 from phototagger.index import Library
 from phototagger.index import models as orm
 from phototagger.landmarks import Landmark, fold, match
-from phototagger.scan.changes import file_hash
-from phototagger.scan.pipeline import write_file_tags
 
 
 @dataclass
@@ -44,56 +44,71 @@ def resolve_landmark(library: Library, session: Session, name: str) -> Landmark:
 
 
 def confirm_landmark(
-    library: Library, paths: Iterable[str], name: str, write: str = "embed"
+    library: Library,
+    paths: Iterable[str],
+    name: str,
+    write: str = "embed",
+    *,
+    landmarks: Iterable[Landmark] = (),
+    wait: float = 10,
 ) -> list[Outcome]:
-    """Record ``name`` as the confirmed landmark of each file and write it into the file."""
+    """Record ``name`` as the confirmed landmark of each file and write it into the file.
+
+    ``landmarks`` (a model's classes) are added to those the index knows, so a person can tag
+    before any scan has run.
+    """
     outcomes = []
-    with library.session() as session:
+    with library.lock(wait), library.session() as session:
+        library.ensure_landmarks(session, landmarks)
         landmark = resolve_landmark(library, session, name)
         for path in paths:
-            path = os.path.abspath(path)
-            if not os.path.isfile(path):
-                outcomes.append(Outcome(path, False, "no such file"))
-                continue
-            photo = library.photo_for_update(session, path)
-            if photo.id is None:  # never scanned: remember the file so a scan knows it
-                info = os.stat(path)
-                photo.size, photo.mtime_ns = info.st_size, info.st_mtime_ns
-                photo.content_hash, photo.status = file_hash(path), "ok"
-            photo.landmark_slug, photo.confidence = landmark.slug, None
-            photo.tag_state, photo.model_pk = "confirmed", None
-            session.flush()
-            message = f"confirmed as {landmark.name}"
-            if write != "none":
-                request = tags.TagRequest(
-                    landmark=landmark,
-                    confidence=None,
-                    source="person",
-                    model=None,
-                    top_k=[],
-                    tagged_at=datetime.now(UTC),
-                )
-                try:
-                    result = write_file_tags(session, photo, request, write, False)
-                except PhototaggerError as error:
-                    session.rollback()
-                    outcomes.append(Outcome(path, False, f"not tagged: {error}"))
-                    continue
-                message += f" (written to {result.target})"
-            session.commit()
-            outcomes.append(Outcome(path, True, message))
+            outcomes.append(_confirm_one(library, session, os.path.abspath(path), landmark, write))
     return outcomes
 
 
-def remove_landmark(library: Library, paths: Iterable[str] | None) -> list[Outcome]:
-    """Remove what phototagger wrote from each file (``None``: every tagged photo)."""
+def _confirm_one(
+    library: Library, session: Session, path: str, landmark: Landmark, write: str
+) -> Outcome:
+    if not os.path.isfile(path):
+        return Outcome(path, False, "no such file")
+    photo = library.photo_for_update(session, path)
+    if photo.id is None:  # never scanned: remember the file so that a scan knows it
+        photo.status = "ok"
+        restat(photo)
+    photo.landmark_slug, photo.confidence = landmark.slug, None
+    photo.tag_state, photo.model_pk = "confirmed", None
+    session.flush()
+    message = f"confirmed as {landmark.name}"
+    if write != "none":
+        request = tags.TagRequest(
+            landmark=landmark,
+            confidence=None,
+            source="person",
+            model=None,
+            top_k=[],
+            tagged_at=datetime.now(UTC),
+        )
+        try:
+            result = write_photo_tags(session, photo, request, write)
+        except PhototaggerError as error:
+            session.rollback()
+            return Outcome(path, False, f"not tagged: {error}")
+        message += f" (written to {result.target})"
+    session.commit()
+    return Outcome(path, True, message)
+
+
+def remove_landmark(
+    library: Library, paths: Iterable[str] | None, *, wait: float = 10
+) -> list[Outcome]:
+    """Remove what phototagger wrote from each file (``None``: every photo it tagged)."""
     outcomes = []
-    with library.session() as session:
+    with library.lock(wait), library.session() as session:
         if paths is None:
             query = select(orm.Photo).where(
                 orm.Photo.landmark_slug.is_not(None) | orm.Photo.writes.any()
             )
-            photos = [(photo.fs_path, photo) for photo in session.scalars(query)]
+            photos = [(photo.fs_path, photo) for photo in session.scalars(query).unique()]
         else:
             photos = []
             for path in paths:
@@ -105,21 +120,17 @@ def remove_landmark(library: Library, paths: Iterable[str] | None) -> list[Outco
 
 
 def _remove_one(session: Session, path: str, photo: orm.Photo | None) -> Outcome:
+    if not os.path.exists(path) and photo is None:
+        return Outcome(path, False, "no such file")
     removed = False
     if os.path.exists(path):
         try:
-            removed = tags.remove_tags(path).removed
+            removed = remove_photo_tags(session, photo, path).removed
         except PhototaggerError as error:
+            session.rollback()
             return Outcome(path, False, f"not untagged: {error}")
-    elif photo is None:
-        return Outcome(path, False, "no such file")
     if photo is not None:
         photo.landmark_slug = photo.confidence = photo.model_pk = None
         photo.tag_state = "removed"
-        session.execute(delete(orm.Write).where(orm.Write.photo_id == photo.id))
-        if os.path.exists(path):
-            info = os.stat(path)
-            photo.size, photo.mtime_ns = info.st_size, info.st_mtime_ns
-            photo.content_hash = file_hash(path)
         session.commit()
     return Outcome(path, True, "tags removed" if removed else "nothing of phototagger's to remove")

@@ -40,7 +40,7 @@ _TOO_LARGE = (
     f"image too large: over {MAX_PIXELS // 1_000_000} MP, refused as a possible decompression bomb"
 )
 
-_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1", b"avif"}
+_HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"}
 _EXIF_DATETIME_ORIGINAL = 0x9003
 _EXIF_DATETIME = 0x0132
 _EXIF_IFD = 0x8769
@@ -115,7 +115,7 @@ def read_file(path: str | Path) -> bytes:
                 raise ImageError(f"file too large: {size} bytes")
             return handle.read()
     except FileNotFoundError:
-        raise ImageError("file vanished before it could be read") from None
+        raise ImageError("no such file") from None
     except IsADirectoryError:
         raise ImageError("not a file") from None
     except OSError as error:
@@ -233,7 +233,21 @@ def to_input(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:
     return (tensor - mean) / std
 
 
+def prepare(data: bytes, spec: PreprocessSpec) -> tuple[torch.Tensor, ImageFacts]:
+    """Decode and preprocess one file's bytes; any failure becomes an ImageError with a reason.
+
+    A decoder plugin may raise anything on hostile input: one bad file must cost one line in
+    the summary, never the scan.
+    """
+    try:
+        image, facts = decode(data, min_side=spec.resize)
+        return to_input(image, spec), facts
+    except ImageError:
+        raise
+    except Exception as error:
+        raise ImageError(f"cannot decode: {type(error).__name__}: {error}") from None
+
+
 def load_input(path: str | Path, spec: PreprocessSpec) -> tuple[torch.Tensor, ImageFacts]:
-    """Decode and preprocess one file, ready for the model."""
-    image, facts = open_image(path, min_side=spec.resize)
-    return to_input(image, spec), facts
+    """Read, decode and preprocess one file, ready for the model."""
+    return prepare(read_file(path), spec)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from phototagger.errors import ImageError
-from phototagger.imaging import decode, read_file, to_input
+from phototagger.imaging import prepare, read_file
 from phototagger.landmarks import Landmark
 from phototagger.model import LandmarkModel
 
@@ -51,11 +51,11 @@ def predict_bytes(
     """Predict from an image's bytes; a bad image gives an ``error``, not an exception."""
     result = ImagePrediction(source, threshold=model.threshold)
     try:
-        image, _ = decode(data, min_side=model.preprocess.resize)
+        tensor, _ = prepare(data, model.preprocess)
     except ImageError as error:
         result.error = str(error)
         return result
-    probabilities = model.probabilities(to_input(image, model.preprocess).unsqueeze(0))
+    probabilities = model.probabilities(tensor.unsqueeze(0))
     result.guesses = [Guess(lm, p) for lm, p in model.top_k(probabilities, top_k)[0]]
     return result
 

@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -80,7 +81,7 @@ def test_tag_untag_info_landmarks_and_db_upgrade(env):
     assert code == 0, err
     assert "confirmed as Colosseum" in out
     code, out, _ = run("info", photo)
-    assert "landmark: Colosseum [confirmed]" in out and "source='person'" in out
+    assert "landmark: Colosseum [confirmed]" in out and "file tags: Colosseum by person" in out
     code, out, _ = run("landmarks", "--model", env["model"])
     assert "Colosseum" in out and "Dome of the Rock" in out
     code, _, err = run("tag", photo, "--landmark", "atlantis")
@@ -104,3 +105,33 @@ def test_predict_prints_guesses_and_one_line_errors(env, tmp_path):
     code, out, _ = run("predict", good, "--model", env["model"], "--json")
     [result] = json.loads(out)
     assert len(result["landmarks"]) == 5 and result["confident"] is True
+
+
+def test_tag_before_any_scan_and_dry_run_leaves_no_index(env, tmp_path):
+    photo = env["root"] / "paris" / "b.jpg"
+    code, out, err = run("tag", photo, "--landmark", "tour eiffel", "--model", env["model"])
+    assert code == 0, err
+    assert "confirmed as Eiffel Tower" in out
+    fresh = tmp_path / "fresh.sqlite3"
+    code, out, _ = run("scan", env["root"], "--model", env["model"], "--dry-run", "--db", fresh,
+                       "--workers", 0)
+    assert code == 0 and out.startswith("dry run: found 2 photos")
+    assert not fresh.exists() and not fresh.with_suffix(".lock").exists()
+
+
+def test_tag_waits_for_a_running_scan_then_says_so(env):
+    from phototagger.cli import open_library
+
+    with open_library(None).lock():
+        code, _, err = run("tag", env["root"] / "rome" / "a.jpg", "--landmark", "colosseum",
+                           "--model", env["model"], "--wait", 0)
+    assert code == 2 and "another phototagger scan is using this index" in err
+
+
+def test_paths_format_gives_exact_bytes_of_non_utf8_names(env):
+    raw = os.fsencode(str(env["root"])) + b"/caf\xe9.jpg"
+    with open(raw, "wb") as handle:
+        handle.write((env["root"] / "rome" / "a.jpg").read_bytes())
+    run("scan", env["root"], "--model", env["model"], "--workers", 0)
+    result = CliRunner().invoke(main, ["query", "--format", "paths"])
+    assert raw in result.stdout_bytes.splitlines()

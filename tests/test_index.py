@@ -1,3 +1,4 @@
+import os
 import sqlite3
 import threading
 
@@ -30,7 +31,7 @@ def test_first_use_migrates_a_real_sqlite_file_in_wal_mode(tmp_path):
     assert {"photos", "predictions", "models", "runs", "writes", "landmarks",
             "alembic_version"} <= tables
     assert connection.execute("pragma journal_mode").fetchone()[0] == "wal"
-    assert connection.execute("select version_num from alembic_version").fetchone()[0] == "0001"
+    assert connection.execute("select version_num from alembic_version").fetchone()[0] == "0002"
 
 
 def test_find_matches_names_partially_without_case_or_accents(library):
@@ -94,3 +95,26 @@ def test_second_scan_lock_gives_a_clear_error(library):
         worker.join()
     with library.lock(wait=1):  # free again once the first scan ends
         pass
+
+
+def test_an_index_made_by_the_first_release_upgrades_keeping_its_photos(tmp_path):
+    from alembic import command
+    from alembic.config import Config
+
+    import migrations
+
+    url = f"sqlite:///{tmp_path / 'old.sqlite3'}"
+    config = Config()
+    config.set_main_option("script_location", os.path.dirname(migrations.__file__))
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, "0001")
+    connection = sqlite3.connect(tmp_path / "old.sqlite3")
+    connection.execute(
+        "insert into photos (path, status, first_seen, last_seen) values ('/p/a.jpg', 'ok', "
+        "'2026-01-01', '2026-01-01')"
+    )
+    connection.commit()
+    library = Library(url)
+    with library.session() as session:
+        photo = library.photo_at(session, "/p/a.jpg")
+        assert photo.status == "ok" and photo.write_error is None

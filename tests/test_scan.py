@@ -83,7 +83,7 @@ def test_rescan_opens_nothing_unchanged_and_follows_moves(library, model, tmp_pa
     def no_decoding(*args, **kwargs):
         raise AssertionError("an unchanged or moved photo was decoded")
 
-    monkeypatch.setattr(dataset, "decode", no_decoding)
+    monkeypatch.setattr(dataset, "prepare", no_decoding)
     summary = scan(library, model, root)
     assert (summary.unchanged, summary.predicted, summary.tagged) == (4, 0, 0)
 
@@ -183,7 +183,7 @@ def test_unreadable_and_vanishing_files(library, model, tmp_path, monkeypatch):
     summary = scan(library, model, root)
     reasons = {Path(f["path"]).name: f["reason"] for f in summary.failed}
     assert reasons == {"locked.jpg": "cannot read: Permission denied",
-                       "vanishing.jpg": "file vanished before it could be read"}
+                       "vanishing.jpg": "no such file"}
     assert photos(library)["fine.jpg"].status == "ok"
 
 
@@ -271,3 +271,68 @@ def test_decoding_in_worker_processes(library, model, tmp_path):
     summary = scan(library, model, root, workers=2, batch_size=4)
     assert (summary.predicted, len(summary.failed)) == (6, 1)
     shutil.rmtree(root)
+
+
+def test_a_failed_tag_write_is_reported_and_retried_next_scan(library, model, tmp_path):
+    root = tmp_path / "photos"
+    write_image(root / "w.webp", "WEBP")
+    (root / "w.webp.xmp").write_text("<not xmp")  # a sidecar that cannot be merged into
+    summary = scan(library, model, root)
+    assert summary.tagged == 0
+    assert [f["reason"].split(":")[0] for f in summary.failed] == ["tags not written"]
+    assert photos(library)["w.webp"].write_error
+    (root / "w.webp.xmp").unlink()
+    summary = scan(library, model, root)
+    assert (summary.tagged, summary.failed) == (1, [])
+    assert photos(library)["w.webp"].write_error is None
+    assert tags.read_tags(root / "w.webp") is not None
+
+
+def test_excluded_files_are_not_missing_and_returning_files_need_no_decode(
+    library, model, tmp_path, monkeypatch
+):
+    root = tmp_path / "photos"
+    write_jpeg(root / "keep" / "a.jpg")
+    write_jpeg(root / "skip" / "b.jpg", seed=1)
+    scan(library, model, root)
+    summary = scan(library, model, root, excludes=("skip",))
+    assert (summary.missing, summary.unchanged) == (0, 1)
+    assert photos(library)["b.jpg"].status == "ok"
+
+    (root / "keep" / "a.jpg").rename(tmp_path / "a.jpg")  # the disk goes away for a night
+    assert scan(library, model, root).missing == 1
+    (tmp_path / "a.jpg").rename(root / "keep" / "a.jpg")
+    monkeypatch.setattr(dataset, "prepare", lambda *a: pytest.fail("decoded again"))
+    summary = scan(library, model, root)
+    assert (summary.unchanged, summary.predicted) == (2, 0)
+    assert photos(library)["a.jpg"].status == "ok"
+
+
+def test_a_new_model_does_not_rewrite_files_that_already_say_the_same(library, model, tmp_path):
+    root = tmp_path / "photos"
+    write_jpeg(root / "a.jpg")
+    scan(library, model, root)
+    before = (root / "a.jpg").read_bytes()
+    newer = LandmarkModel.load(build_tiny_model(tmp_path / "v2.pt", version="0.0.2"), "cpu")
+    summary = scan(library, newer, root)
+    assert (summary.new_model, summary.tagged) == (1, 1)
+    assert (root / "a.jpg").read_bytes() == before
+
+
+def test_a_decoder_that_kills_its_worker_costs_only_its_file(library, model, tmp_path,
+                                                             monkeypatch):
+    root = tmp_path / "photos"
+    for seed in range(7):
+        write_jpeg(root / f"{seed}.jpg", seed=seed)
+    real_prepare = dataset.prepare
+
+    def crashing_prepare(data, spec):
+        if data == (root / "3.jpg").read_bytes():
+            os._exit(9)  # as a native decoder crash would: the worker process dies
+        return real_prepare(data, spec)
+
+    monkeypatch.setattr(dataset, "prepare", crashing_prepare)
+    summary = scan(library, model, root, workers=2, batch_size=2)
+    assert [(Path(f["path"]).name, f["reason"]) for f in summary.failed] == [
+        ("3.jpg", "the decoder crashed on this file")]
+    assert summary.predicted == 6

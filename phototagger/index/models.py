@@ -99,6 +99,8 @@ class Photo(Base):
     confidence: Mapped[float | None] = mapped_column(Float)
     #: auto | confirmed | removed (a person took the tag away: scans leave it off)
     tag_state: Mapped[str | None] = mapped_column(String(10))
+    #: Why the landmark could not be written into the file; the next scan tries again.
+    write_error: Mapped[str | None] = mapped_column(Text)
     model_pk: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

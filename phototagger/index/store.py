@@ -15,6 +15,7 @@ from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
 
 import migrations
 from phototagger import landmarks as gazetteer
@@ -50,6 +51,7 @@ class KnownPhoto:
     content_hash: str | None
     status: str
     predicted: bool
+    write_pending: bool = False
 
 
 class Library:
@@ -163,13 +165,16 @@ class Library:
             orm.Photo.mtime_ns,
             orm.Photo.content_hash,
             orm.Photo.status,
+            orm.Photo.write_error,
         )
         if inside is not None:
             query = query.where(inside)
         known = {}
-        for pid, text, raw, size, mtime_ns, digest, status in session.execute(query):
+        for pid, text, raw, size, mtime_ns, digest, status, write_error in session.execute(query):
             path = os.fsdecode(raw) if raw is not None else text
-            known[path] = KnownPhoto(pid, size, mtime_ns, digest, status, pid in predicted)
+            known[path] = KnownPhoto(
+                pid, size, mtime_ns, digest, status, pid in predicted, write_error is not None
+            )
         return known
 
     def photo_at(self, session: Session, path: str | os.PathLike) -> orm.Photo | None:
@@ -242,9 +247,6 @@ class Library:
         )
         return {slug: count for slug, count in session.execute(query)}
 
-    def landmark_row(self, session: Session, slug: str) -> orm.Landmark | None:
-        return session.get(orm.Landmark, slug)
-
     def all_landmarks(self, session: Session) -> list[gazetteer.Landmark]:
         rows = session.scalars(select(orm.Landmark).order_by(orm.Landmark.name))
         return [gazetteer.Landmark.from_dict(_row_dict(row)) for row in rows]
@@ -253,12 +255,11 @@ class Library:
         """Whether ``path`` (already resolved) lies inside a folder that was scanned."""
         text = path_key(path)[0]
         for root in session.scalars(select(orm.Root.path)):
-            if text == root or text.startswith(root.rstrip("/") + "/"):
-                return True
+            # A root scanned through a symbolic link holds photos under its real path too.
+            for folder in {root, path_key(os.path.realpath(root))[0]}:
+                if text == folder or text.startswith(folder.rstrip("/") + "/"):
+                    return True
         return False
-
-    def last_run(self, session: Session) -> orm.Run | None:
-        return session.scalar(select(orm.Run).order_by(orm.Run.id.desc()).limit(1))
 
 
 def _row_dict(row: orm.Landmark) -> dict:
@@ -279,8 +280,10 @@ def _make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
-    if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    if not parsed.database or parsed.database == ":memory:":
+        # One connection for all: each new connection would otherwise see an empty database.
+        return create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(url, connect_args={"timeout": 30})
 
     @event.listens_for(engine, "connect")

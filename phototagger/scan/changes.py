@@ -24,7 +24,7 @@ class Work:
     path: str
     size: int
     mtime_ns: int
-    reason: str  # new | changed | new-model | forced
+    reason: str  # new | changed | new-model | retry-write | forced
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,8 @@ class Plan:
     #: (path, reason) of files left alone on purpose, e.g. failed before and not changed since.
     skipped: list[tuple[str, str]] = field(default_factory=list)
     missing: set[int] = field(default_factory=set)
+    #: Photos marked missing by an earlier scan that are back, unchanged: no decode needed.
+    found_again: list[int] = field(default_factory=list)
     problems: list[WalkProblem] = field(default_factory=list)
 
     def count(self, reason: str) -> int:
@@ -56,6 +58,17 @@ def file_hash(path: str) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _gone(path: str) -> bool:
+    """Really gone, not merely excluded, hidden or behind a folder that could not be read."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def looks_like_image(path: str) -> bool:
@@ -94,12 +107,18 @@ def plan_changes(
             plan.work.append(Work(item.path, item.size, item.mtime_ns, "changed"))
         elif photo.status == "failed":
             plan.skipped.append((item.path, "failed before and unchanged since"))
-        elif photo.status != "ok" or not photo.predicted:
+        elif not photo.predicted:
             plan.work.append(Work(item.path, item.size, item.mtime_ns, "new-model"))
+        elif photo.write_pending:
+            plan.work.append(Work(item.path, item.size, item.mtime_ns, "retry-write"))
         else:
             plan.unchanged += 1
+            if photo.status == "missing":
+                plan.found_again.append(photo.id)
     gone = {path: photo for path, photo in known.items() if path not in seen}
-    plan.missing = {photo.id for photo in gone.values() if photo.status != "missing"}
+    plan.missing = {
+        photo.id for path, photo in gone.items() if photo.status != "missing" and _gone(path)
+    }
     by_size: dict[int, list[tuple[str, KnownPhoto]]] = {}
     for path, photo in gone.items():
         if photo.content_hash and photo.size is not None:
@@ -128,7 +147,7 @@ def _find_move(item: FoundFile, by_size: dict[int, list[tuple[str, KnownPhoto]]]
     except OSError:
         return None
     for index, (old_path, photo) in enumerate(candidates):
-        if photo.content_hash == digest and os.path.lexists(old_path) is False:
+        if photo.content_hash == digest and _gone(old_path):
             del candidates[index]  # one old photo moves to one new place
             return Move(photo.id, old_path, item)
     return None

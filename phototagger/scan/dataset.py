@@ -6,6 +6,8 @@ Each file is read once: its bytes are hashed (for move detection) and decoded fr
 from __future__ import annotations
 
 import hashlib
+import signal
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from phototagger.errors import ImageError
-from phototagger.imaging import ImageFacts, PreprocessSpec, decode, read_file, to_input
+from phototagger.imaging import ImageFacts, PreprocessSpec, prepare, read_file
 
 
 @dataclass
@@ -53,12 +55,10 @@ class PhotoDataset(Dataset):
         try:
             data = read_file(path)
             outcome.content_hash = hashlib.sha256(data).hexdigest()
-            image, outcome.facts = decode(data, min_side=self.spec.resize)
-            return outcome, to_input(image, self.spec)
+            tensor, outcome.facts = prepare(data, self.spec)
+            return outcome, tensor
         except ImageError as error:
             outcome.error = str(error)
-        except Exception as error:  # a decoder bug must not end the scan: record it
-            outcome.error = f"cannot decode: {type(error).__name__}: {error}"
         return outcome, None
 
 
@@ -66,6 +66,24 @@ def collate(samples: list[tuple[Decoded, torch.Tensor | None]]) -> Batch:
     tensors = [tensor for _, tensor in samples if tensor is not None]
     inputs = torch.stack(tensors) if tensors else torch.empty(0)
     return Batch(inputs, [outcome for outcome, _ in samples])
+
+
+def _dead_workers_raise_in_next() -> None:
+    """Make a dead worker surface as a RuntimeError from the loader's ``next()``.
+
+    torch installs a SIGCHLD handler that raises in whatever the main thread happens to be
+    doing (recording, writing a file); the scan needs the error where it can isolate the
+    batch instead. Without the handler the DataLoader still notices a dead worker, within its
+    status-check interval (5 s). Uses torch's private flag: checked by tests/test_scan.py.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+    from torch.utils.data._utils import signal_handling
+
+    signal_handling._SIGCHLD_handler_set = True
+    handler = signal.getsignal(signal.SIGCHLD)
+    if getattr(handler, "__module__", None) == signal_handling.__name__:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
 def make_loader(
@@ -76,6 +94,8 @@ def make_loader(
     pin_memory: bool = False,
 ) -> DataLoader:
     """Batches in file order; workers decode while the main process runs the model."""
+    if workers:
+        _dead_workers_raise_in_next()
     return DataLoader(
         PhotoDataset(paths, spec),
         batch_size=batch_size,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,13 +21,14 @@ from tqdm import tqdm
 
 from phototagger import tags
 from phototagger.errors import ConfigError, TagWriteError
+from phototagger.filetags import remove_photo_tags, write_photo_tags
 from phototagger.index import Library, path_key
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
-from phototagger.scan.changes import Plan, Work, file_hash, plan_changes
+from phototagger.scan.changes import Plan, Work, plan_changes
 
 if TYPE_CHECKING:
-    from phototagger.scan.dataset import Decoded
+    from phototagger.scan.dataset import Batch, Decoded
 from phototagger.scan.walk import walk
 
 log = logging.getLogger("phototagger.scan")
@@ -156,6 +157,8 @@ class Scanner:
             log.info("moved: %s -> %s", move.old_path, move.found.path)
         for photo_id in plan.missing:
             session.get(orm.Photo, photo_id).status = "missing"
+        for photo_id in plan.found_again:
+            session.get(orm.Photo, photo_id).status = "ok"
         for problem in plan.problems:
             if os.path.isdir(problem.path):
                 continue  # a folder is not a photo: the summary names it
@@ -169,34 +172,79 @@ class Scanner:
             return
         import torch  # only now: an unchanged library is rescanned without loading torch
 
-        from phototagger.scan.dataset import make_loader
-
-        loader = make_loader(
-            [item.path for item in work],
-            self.model.preprocess,
-            batch_size=self.options.batch_size,
-            workers=self.options.workers,
-            pin_memory=self.model.device.type == "cuda",
-        )
         progress = tqdm(
             total=len(work), unit="photo", disable=not self.options.progress, leave=False
         )
         with progress:
-            for batch in loader:
+            for batch in self._batches([item.path for item in work]):
                 decoded = [item for item in batch.items if item.error is None]
                 probabilities = (
                     self.model.probabilities(batch.inputs) if decoded else torch.empty(0)
                 )
                 ranked = self.model.top_k(probabilities, self.options.top_k) if decoded else []
                 answers = dict(zip((item.index for item in decoded), ranked, strict=True))
+                to_write = []
                 for item in batch.items:
                     job = work[item.index]
                     if item.error is not None:
                         self._record_failure(session, job, item, summary)
-                    else:
-                        self._record(session, job, item, answers[item.index], model_row, summary)
+                        continue
+                    request = self._record(
+                        session, job, item, answers[item.index], model_row, summary
+                    )
+                    if request is not None:
+                        to_write.append((job, request))
+                # Predictions reach the index before any file changes; each write is then
+                # committed on its own, so an interruption loses at most one file's record.
                 self._commit(session)
+                for job, request in to_write:
+                    self._write(session, job, request, summary)
                 progress.update(len(batch.items))
+
+    def _batches(self, paths: list[str]) -> Iterator[Batch]:
+        """Decoded batches in file order; a decoder that kills its worker costs one file.
+
+        When a worker process dies (a crash in a native decoder, the OOM killer), the next
+        batch's files are decoded again one by one, each in a worker of its own, so the
+        culprit is named and everything else is still predicted.
+        """
+        from phototagger.scan.dataset import make_loader
+
+        pin = self.model.device.type == "cuda"
+        size, workers = self.options.batch_size, self.options.workers
+        start = 0
+        while start < len(paths):
+            loader = make_loader(paths[start:], self.model.preprocess, size, workers, pin)
+            next_index = start
+            try:
+                for batch in loader:
+                    for item in batch.items:
+                        item.index += start
+                    next_index = batch.items[-1].index + 1
+                    yield batch
+                return
+            except RuntimeError as error:
+                if not workers:
+                    raise
+                log.warning("a decoding worker died (%s); isolating its files", error)
+            end = min(len(paths), next_index + size)
+            for index in range(next_index, end):
+                yield self._isolated(paths[index], index, pin)
+            start = end
+
+    def _isolated(self, path: str, index: int, pin: bool) -> Batch:
+        """Decode one file in a worker of its own; if that worker dies too, the file is named."""
+        import torch
+
+        from phototagger.scan.dataset import Batch, Decoded, make_loader
+
+        try:
+            [batch] = list(make_loader([path], self.model.preprocess, 1, 1, pin))
+        except RuntimeError:
+            crashed = Decoded(index, path, error="the decoder crashed on this file")
+            return Batch(inputs=torch.empty(0), items=[crashed])
+        batch.items[0].index = index
+        return batch
 
     def _record_failure(
         self, session: Session, job: Work, item: Decoded, summary: ScanSummary
@@ -216,7 +264,8 @@ class Scanner:
         ranked: list,
         model_row: orm.Model,
         summary: ScanSummary,
-    ) -> None:
+    ) -> tags.TagRequest | None:
+        """Put one photo's predictions in the index; the tags to write into its file, if any."""
         photo = self.library.photo_for_update(session, job.path)
         facts = item.facts
         photo.size, photo.mtime_ns, photo.content_hash = job.size, job.mtime_ns, item.content_hash
@@ -244,18 +293,24 @@ class Scanner:
         best, confidence = ranked[0]
         if photo.tag_state in ("confirmed", "removed"):
             summary.kept_by_person += 1
-            return
+            return None
         if confidence < self.threshold:
             summary.below_threshold += 1
             if photo.tag_state == "auto":
                 self._take_back(session, photo, summary)
-            return
+            return None
+        already_written = any(write.slug == best.slug for write in photo.writes)
         photo.landmark_slug, photo.confidence = best.slug, confidence
         photo.tag_state, photo.model_pk = "auto", model_row.id
-        summary.tagged += 1
         if self.options.write == "none" or self.options.dry_run:
-            return
-        request = tags.TagRequest(
+            summary.tagged += 1
+            return None
+        if job.reason == "new-model" and already_written:
+            # The file is unchanged and already says this landmark: don't rewrite it just
+            # because the model version changed.
+            summary.tagged += 1
+            return None
+        return tags.TagRequest(
             landmark=best,
             confidence=confidence,
             source="model",
@@ -263,9 +318,20 @@ class Scanner:
             top_k=[(landmark.name, p) for landmark, p in ranked],
             tagged_at=datetime.now(UTC),
         )
-        write_file_tags(
-            session, photo, request, self.options.write, self.options.preserve_mtime, summary
-        )
+
+    def _write(
+        self, session: Session, job: Work, request: tags.TagRequest, summary: ScanSummary
+    ) -> None:
+        photo = self.library.photo_for_update(session, job.path)
+        try:
+            write_photo_tags(
+                session, photo, request, self.options.write, self.options.preserve_mtime
+            )
+            summary.tagged += 1
+        except TagWriteError as error:
+            photo.write_error = str(error)
+            summary.fail(job.path, f"tags not written: {error}")
+        self._commit(session)
 
     def _take_back(self, session: Session, photo: orm.Photo, summary: ScanSummary) -> None:
         """The model no longer vouches for an automatic tag: a wrong tag is worse than none."""
@@ -273,50 +339,8 @@ class Scanner:
         if self.options.write == "none" or self.options.dry_run:
             return
         try:
-            tags.remove_tags(photo.fs_path)
+            remove_photo_tags(session, photo, photo.fs_path)
         except TagWriteError as error:
             summary.fail(photo.fs_path, f"old tag not removed: {error}")
             return
-        session.execute(delete(orm.Write).where(orm.Write.photo_id == photo.id))
-        _restat(photo)
         summary.untagged += 1
-
-
-def write_file_tags(
-    session: Session,
-    photo: orm.Photo,
-    request: tags.TagRequest,
-    mode: str,
-    preserve_mtime: bool,
-    summary: ScanSummary | None = None,
-) -> tags.WriteResult | None:
-    """Write one photo's tags and record the write; a refused write is reported, not raised."""
-    try:
-        result = tags.write_tags(photo.fs_path, request, mode=mode, preserve_mtime=preserve_mtime)
-    except TagWriteError as error:
-        if summary is None:
-            raise
-        summary.fail(photo.fs_path, f"tags not written: {error}")
-        return None
-    session.execute(delete(orm.Write).where(orm.Write.photo_id == photo.id))
-    session.add(
-        orm.Write(
-            photo_id=photo.id,
-            target=path_key(result.target)[0],
-            mode=result.mode,
-            slug=request.landmark.slug,
-            gps_written=result.gps_written,
-        )
-    )
-    _restat(photo)
-    return result
-
-
-def _restat(photo: orm.Photo) -> None:
-    """After phototagger changed a file, remember the new file so the next scan skips it."""
-    try:
-        info = os.stat(photo.fs_path)
-        photo.size, photo.mtime_ns = info.st_size, info.st_mtime_ns
-        photo.content_hash = file_hash(photo.fs_path)
-    except OSError:
-        pass

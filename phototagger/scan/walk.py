@@ -15,7 +15,7 @@ from pathlib import Path
 
 #: Extensions that promise an image: such a file with other content is reported, not ignored.
 IMAGE_EXTENSIONS = frozenset(
-    ".jpg .jpeg .jpe .jfif .png .webp .tif .tiff .heic .heif .hif .avif".split()
+    ".jpg .jpeg .jpe .jfif .png .webp .tif .tiff .heic .heif .hif".split()
 )
 #: Files that are never photos (phototagger's own sidecars among them): not even opened.
 IGNORED_EXTENSIONS = frozenset(".xmp .json .txt .db .sqlite3 .lock .tmp".split())

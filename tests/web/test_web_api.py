@@ -274,11 +274,6 @@ def test_a_symlink_out_of_the_roots_is_refused(client, library, photos, tmp_path
     assert_refused(client, pid, 403)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Library.is_inside_roots compares a resolved path with roots stored unresolved "
-    "(abspath): a folder scanned through a symbolic link is refused; fix belongs in the index",
-)
 def test_a_root_scanned_through_a_symlink_is_served(tmp_path, model):
     real = tmp_path / "real"
     real.mkdir()
