@@ -19,6 +19,7 @@ GPS_POINTER = 0x8825
 POINTER_TAGS = (0x8769, GPS_POINTER, 0xA005)  # ExifIFD, GPSInfo, InteropIFD
 TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
 BYTE, ASCII, LONG, RATIONAL, UNDEFINED = 1, 2, 4, 5, 7
+OUR_GPS_TAGS = frozenset({1, 2, 3, 4, 0x1B})  # refs, latitude, longitude, processing method
 METHOD_PREFIX = b"ASCII\x00\x00\x00phototagger:"
 
 
@@ -53,7 +54,7 @@ def parse_ifd0(tiff: bytes) -> Ifd0:
         endian = ">"
     else:
         raise ExifError("no TIFF header")
-    (offset,) = struct.unpack(endian + "I", tiff[4:8])
+    (offset,) = _unpack(tiff, endian + "I", 4)
     entries = _read_ifd(tiff, endian, offset)
     for entry in entries:
         if entry.type not in TYPE_SIZES:
@@ -64,27 +65,46 @@ def parse_ifd0(tiff: bytes) -> Ifd0:
     return Ifd0(endian, offset, tuple(entries), tiff[end : end + 4])
 
 
+def _unpack(tiff: bytes, fmt: str, at: int) -> tuple:
+    """struct.unpack_from that says ExifError, never struct.error, for a field off the end."""
+    if at < 0 or at + struct.calcsize(fmt) > len(tiff):
+        raise ExifError(f"field at byte {at} lies outside the {len(tiff)}-byte block")
+    return struct.unpack_from(fmt, tiff, at)
+
+
 def _read_ifd(tiff: bytes, endian: str, offset: int) -> list[Entry]:
-    if offset < 8 or offset + 2 > len(tiff):
-        raise ExifError(f"IFD offset {offset} outside the block")
-    (count,) = struct.unpack(endian + "H", tiff[offset : offset + 2])
+    if offset < 8:
+        raise ExifError(f"IFD offset {offset} points into the header")
+    (count,) = _unpack(tiff, endian + "H", offset)
     if count == 0 or offset + 2 + 12 * count + 4 > len(tiff):
         raise ExifError("IFD overruns the block")
     entries = []
     for i in range(count):
         start = offset + 2 + 12 * i
-        tag, typ, n = struct.unpack(endian + "HHI", tiff[start : start + 8])
+        tag, typ, n = _unpack(tiff, endian + "HHI", start)
         entries.append(Entry(tag, typ, n, tiff[start + 8 : start + 12]))
     return entries
 
 
+def _pointer(endian: str, entry: Entry) -> int:
+    return struct.unpack(endian + "I", entry.raw)[0]
+
+
+def _span(endian: str, entry: Entry) -> tuple[int, int] | None:
+    """(offset, size) of an entry's value stored outside the IFD, or None when it is inline."""
+    if entry.type not in TYPE_SIZES:
+        raise ExifError(f"tag 0x{entry.tag:04X} has unknown type {entry.type}")
+    size = TYPE_SIZES[entry.type] * entry.count
+    return None if size <= 4 else (_pointer(endian, entry), size)
+
+
 def _value(tiff: bytes, endian: str, entry: Entry) -> bytes:
-    size = TYPE_SIZES.get(entry.type, 0) * entry.count
-    if size <= 4:
-        return entry.raw[:size]
-    (where,) = struct.unpack(endian + "I", entry.raw)
-    if where + size > len(tiff):
-        raise ExifError(f"value of tag 0x{entry.tag:04X} overruns the block")
+    span = _span(endian, entry)
+    if span is None:
+        return entry.raw[: TYPE_SIZES[entry.type] * entry.count]
+    where, size = span
+    if where < 8 or where + size > len(tiff):
+        raise ExifError(f"value of tag 0x{entry.tag:04X} lies outside the block")
     return tiff[where : where + size]
 
 
@@ -94,8 +114,7 @@ def gps_ifd(tiff: bytes) -> tuple[str, dict[int, bytes]] | None:
     pointer = ifd0.find(GPS_POINTER)
     if pointer is None:
         return None
-    (offset,) = struct.unpack(ifd0.endian + "I", pointer.raw)
-    entries = _read_ifd(tiff, ifd0.endian, offset)
+    entries = _read_ifd(tiff, ifd0.endian, _pointer(ifd0.endian, pointer))
     return ifd0.endian, {e.tag: _value(tiff, ifd0.endian, e) for e in entries}
 
 
@@ -117,15 +136,11 @@ def read_gps(tiff: bytes) -> tuple[float, float] | None:
 def _degrees(endian: str, raw: bytes) -> float:
     if len(raw) != 24:
         raise ExifError("GPS coordinate is not three rationals")
-    parts = struct.unpack(endian + "6I", raw)
+    parts = _unpack(raw, endian + "6I", 0)
     if 0 in parts[1::2]:
         raise ExifError("GPS coordinate divides by zero")
     d, m, s = (parts[i] / parts[i + 1] for i in (0, 2, 4))
     return d + m / 60 + s / 3600
-
-
-def has_gps_pointer(tiff: bytes) -> bool:
-    return parse_ifd0(tiff).find(GPS_POINTER) is not None
 
 
 def is_ours(tiff: bytes) -> bool:
@@ -158,7 +173,7 @@ def add_gps(tiff: bytes, lat: float, lon: float, note: str) -> bytes:
     old_pointer = ifd0.find(GPS_POINTER)
     kept: list[Entry] = []
     if old_pointer is not None:
-        kept = _read_ifd(tiff, e, struct.unpack(e + "I", old_pointer.raw)[0])
+        kept = _read_ifd(tiff, e, _pointer(e, old_pointer))
         if {1, 2, 3, 4, 0x1B} & {x.tag for x in kept}:
             raise ExifError("the photo already has a GPS position")
     base = len(tiff) + (len(tiff) % 2)
@@ -199,7 +214,7 @@ def add_gps(tiff: bytes, lat: float, lon: float, note: str) -> bytes:
 def restore(tiff: bytes, ifd0_offset: int, length: int) -> bytes:
     """Undo add_gps: back to the original IFD0 and length, checked before it is trusted."""
     current = parse_ifd0(tiff)
-    if not is_ours(tiff) or current.offset < length or length > len(tiff):
+    if not is_ours(tiff) or length < 8 or current.offset < length or length > len(tiff):
         raise ExifError("the GPS IFD is not the one phototagger appended")
     out = bytearray(tiff[:length])
     out[4:8] = struct.pack(current.endian + "I", ifd0_offset)
@@ -211,6 +226,66 @@ def restore(tiff: bytes, ifd0_offset: int, length: int) -> bytes:
     if others(original) != others(current) or original.next_raw != current.next_raw:
         raise ExifError("IFD0 changed since phototagger wrote GPS")
     return bytes(out)
+
+
+def remove_gps(tiff: bytes, version_is_ours: bool) -> bytes | None:
+    """Take phototagger's GPS entries out of a block another tool has rewritten since.
+
+    Exact undo (restore) needs the tail phototagger appended; once another tool has rewritten
+    the block that tail is gone, so the entries are removed in place instead: later entries and
+    the next-IFD pointer shift up over them, the freed bytes and the removed values are zeroed,
+    and nothing else moves. An emptied GPS IFD loses its GPSInfo pointer too. None: nothing
+    would be left in the block (IFD0 held only that pointer).
+    """
+    if not is_ours(tiff):
+        raise ExifError("the GPS IFD is not phototagger's")
+    ifd0 = parse_ifd0(tiff)
+    e = ifd0.endian
+    gps_at = _pointer(e, ifd0.find(GPS_POINTER))
+    gps = _read_ifd(tiff, e, gps_at)
+    drop = OUR_GPS_TAGS | ({0} if version_is_ours else set())
+    tables = [(at, _table_end(at, ifd)) for at, ifd in ((ifd0.offset, ifd0.entries), (gps_at, gps))]
+    out = bytearray(tiff)
+    for entry in gps:
+        span = _span(e, entry) if entry.tag in drop else None
+        if span is None:
+            continue
+        start, end = span[0], span[0] + span[1]
+        if any(start < t_end and t_start < end for t_start, t_end in tables):
+            raise ExifError("a GPS value overlaps an IFD")
+        out[start:end] = bytes(end - start)
+    others = [x for x in ifd0.entries if x.tag != GPS_POINTER]
+    if all(x.tag in drop for x in gps):
+        _drop_entries(out, e, gps_at, gps, {x.tag for x in gps})
+        if not others:
+            if ifd0.next_raw != bytes(4):
+                raise ExifError("IFD0 would be left empty in front of IFD1")
+            return None
+        _drop_entries(out, e, ifd0.offset, ifd0.entries, {GPS_POINTER})
+    else:
+        _drop_entries(out, e, gps_at, gps, drop)
+    after = parse_ifd0(bytes(out))
+    if [x for x in after.entries if x.tag != GPS_POINTER] != others or is_ours(bytes(out)):
+        raise ExifError("removing the GPS entries in place did not check out")
+    return bytes(out)
+
+
+def _table_end(offset: int, entries: list[Entry] | tuple[Entry, ...]) -> int:
+    return offset + 2 + 12 * len(entries) + 4
+
+
+def _drop_entries(
+    out: bytearray, endian: str, offset: int, entries: list[Entry] | tuple[Entry, ...], drop: set
+) -> None:
+    """Rewrite an IFD table in place without the dropped tags; an empty one is zeroed."""
+    keep = [x for x in entries if x.tag not in drop]
+    end = _table_end(offset, entries)
+    table = b""
+    if keep:
+        table = struct.pack(endian + "H", len(keep))
+        table += b"".join(struct.pack(endian + "HHI", x.tag, x.type, x.count) + x.raw for x in keep)
+        table += bytes(out[end - 4 : end])
+    out[offset:end] = table + bytes(end - offset - len(table))
 
 
 def fresh_block(lat: float, lon: float, note: str) -> bytes:

@@ -17,7 +17,6 @@ XMP_ID = b"http://ns.adobe.com/xap/1.0/\x00"
 EXTENDED_XMP_ID = b"http://ns.adobe.com/xmp/extension/\x00"
 MPF_ID = b"MPF\x00"
 MAX_PAYLOAD = 65533  # the length field (65535 at most) counts its own two bytes
-MAX_XMP_PACKET = MAX_PAYLOAD - len(XMP_ID)
 
 
 class JpegStructureError(ValueError):
