@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+
+class OwnerError(PermissionError):
+    """The replacement could not be given the original's owner: writing it would change owner."""
 
 
 def atomic_write(
@@ -16,12 +21,16 @@ def atomic_write(
     verify: Callable[[bytes], None],
     like: Path | None = None,
     preserve_mtime: bool = False,
+    keep_owner: bool = True,
 ) -> None:
     """Write a temp file beside target, fsync, re-read and verify it, then rename over target.
 
-    ``like`` is the file whose permissions (and, with preserve_mtime, times) the result keeps.
-    Any failure removes the temp file and leaves target as it was.
+    A symlink is followed: its target is replaced and the link stays a link. ``like`` is the
+    file whose owner, extended attributes, permissions (and, with preserve_mtime, times) the
+    result keeps; an owner that cannot be kept raises OwnerError unless keep_owner is False
+    (best effort). Any failure removes the temp file and leaves target as it was.
     """
+    target = Path(os.path.realpath(target))
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
     temp = Path(name)
     try:
@@ -32,7 +41,9 @@ def atomic_write(
         verify(temp.read_bytes())
         if like is not None:
             before = like.stat()
-            os.chmod(temp, stat.S_IMODE(before.st_mode))
+            _keep_owner(temp, before, keep_owner)
+            _copy_xattrs(like, temp)
+            os.chmod(temp, stat.S_IMODE(before.st_mode))  # after chown, which drops setuid bits
             if preserve_mtime:
                 os.utime(temp, ns=(before.st_atime_ns, before.st_mtime_ns))
         else:
@@ -43,6 +54,32 @@ def atomic_write(
             temp.unlink()
         raise
     fsync_dir(target.parent)
+
+
+def _keep_owner(temp: Path, before: os.stat_result, strict: bool) -> None:
+    now = temp.stat()
+    if (now.st_uid, now.st_gid) == (before.st_uid, before.st_gid):
+        return
+    try:
+        os.chown(temp, before.st_uid, before.st_gid)
+    except OSError:
+        if strict:
+            raise OwnerError(
+                errno.EPERM, f"the owner {before.st_uid}:{before.st_gid} could not be kept"
+            ) from None
+
+
+def _copy_xattrs(source: Path, temp: Path) -> None:
+    """Best effort: ACLs, Finder tags, SELinux labels; not every OS or file system has them."""
+    if not hasattr(os, "listxattr"):
+        return
+    try:
+        names = os.listxattr(source)
+    except OSError:
+        return
+    for name in names:
+        with contextlib.suppress(OSError):
+            os.setxattr(temp, name, os.getxattr(source, name))
 
 
 def fsync_dir(folder: Path) -> None:
