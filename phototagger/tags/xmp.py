@@ -32,7 +32,15 @@ NS = {
 }
 BAGS = ("dc:subject", "lr:hierarchicalSubject", "digiKam:TagsList")
 LOCATION_SHOWN = "Iptc4xmpExt:LocationShown"
-GPS_PROPS = ("exif:GPSLatitude", "exif:GPSLongitude", "exif:GPSProcessingMethod")
+# one place, told by several properties: filled together or not at all, so that a photo never
+# says City=Paris (the user's) and Country=India (phototagger's)
+LOCATION_GROUP = (
+    "Iptc4xmpCore:Location",
+    "photoshop:City",
+    "photoshop:State",
+    "photoshop:Country",
+    "Iptc4xmpCore:CountryCode",
+)
 PACKET_HEAD = '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
 PACKET_TAIL = '\n<?xpacket end="w"?>'
 
@@ -55,7 +63,8 @@ PT_ADDED = q("phototagger:added")
 class Entry:
     """What phototagger wants in the packet: simple values, bag values, one location struct."""
 
-    simple: dict[str, str]  # property -> value, set only where no value exists yet
+    simple: dict[str, str]  # property -> value, set only where no value exists yet (the
+    # LOCATION_GROUP properties only where none of them has one)
     bags: dict[str, list[str]]  # property -> values, added where missing
     location: dict[str, str]  # LocationShown struct fields; LocationName is the key
     provenance: dict[str, str]  # phototagger:* simple properties
@@ -76,6 +85,7 @@ class OurTags:
     added: list[str]
     exif_restore: tuple[int, int] | None
     where: Path | None = None
+    exif_sha256: str | None = None  # of the EXIF block, when phototagger created all of it
 
 
 class Packet:
@@ -269,7 +279,10 @@ def merge(
     ``notes`` go into the record as they are (e.g. "segment:xmp": the packet itself was new).
     """
     added: list[str] = list(notes)
+    users_place = any(packet.get(name) is not None for name in LOCATION_GROUP)
     for name, value in entry.simple.items():
+        if name in LOCATION_GROUP and users_place:
+            continue
         if packet.get(name) is None:
             packet.set_simple(name, value)
             added.append(f"{name}={value}")
@@ -367,6 +380,7 @@ def read(packet: Packet) -> OurTags | None:
         gps_written=(packet.get("phototagger:gpsWritten") or "none") != "none",
         added=[_li_text(li) for li in packet.bag_items("phototagger:added")],
         exif_restore=exif_restore,
+        exif_sha256=packet.get("phototagger:exifSha256") or None,
     )
 
 
