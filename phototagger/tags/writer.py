@@ -8,21 +8,24 @@ parses, original EXIF bytes in place) before it replaces the original.
 from __future__ import annotations
 
 import contextlib
-import math
+import dataclasses
+import hashlib
 import os
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from phototagger.errors import TagWriteError
 from phototagger.landmarks import Landmark
-from phototagger.tags import exif, jpeg, png, sidecar, xmp
-from phototagger.tags.atomic import atomic_write, fsync_dir
+from phototagger.tags import exif, jpeg, png, position, sidecar, xmp
+from phototagger.tags.atomic import OwnerError, atomic_write, fsync_dir
 from phototagger.tags.jpeg import JpegStructureError
 from phototagger.tags.png import PngStructureError
 from phototagger.tags.xmp import Packet, XmpError
 
-SEGMENT_XMP, SEGMENT_EXIF = "segment:xmp", "segment:exif"
+# notes in phototagger's record: what it created whole (the XMP packet, the EXIF block, the GPS IFD)
+SEGMENT_XMP, SEGMENT_EXIF, SEGMENT_GPS_IFD = "segment:xmp", "segment:exif", "segment:gps-ifd"
 
 
 @dataclass
@@ -40,13 +43,14 @@ class WriteResult:
     target: Path
     mode: str  # "embed" or "sidecar"
     gps_written: bool
-    reason: str | None = None
+    reason: str | None = None  # why a sidecar and not the file, and/or why no GPS estimate
 
 
 @dataclass
 class RemoveResult:
     files_changed: list[Path]
-    removed: bool
+    removed: bool  # something of phototagger's was removed
+    left: list[str] = field(default_factory=list)  # what of it could not be, and why
 
 
 @dataclass
@@ -63,16 +67,6 @@ class ReadTags:
 
 class _Refused(Exception):
     """Embedding is not possible losslessly; the message is the sidecar fallback's reason."""
-
-
-def _sniff(path: Path) -> str | None:
-    with path.open("rb") as handle:
-        head = handle.read(8)
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head == png.SIGNATURE:
-        return "png"
-    return None
 
 
 # -- what to write ------------------------------------------------------------------------
@@ -129,6 +123,27 @@ def _gps_note(lm: Landmark) -> str:
     return f"estimated from landmark {lm.name}"
 
 
+def _no_estimate(lm: Landmark, camera: bool | None, elsewhere: bool) -> str | None:
+    """Why no GPS estimate may be written (None: it may). camera None: EXIF unreadable."""
+    if not lm.has_location:
+        return "no GPS estimate: the landmark has no coordinates"
+    if camera is None:
+        return "no GPS estimate: the photo's EXIF cannot be read, it may hold a position"
+    if camera or elsewhere:
+        return "no GPS estimate: the photo has a position of its own"
+    return None
+
+
+def _join(*reasons: str | None) -> str | None:
+    return "; ".join(r for r in reasons if r) or None
+
+
+def _one_line(path: str | Path, what: str, error: BaseException) -> TagWriteError:
+    """An unexpected failure as the one-line TagWriteError the scanner expects."""
+    detail = " ".join(f"{type(error).__name__}: {error}".split())
+    return TagWriteError(f"{path}: {what}, original untouched: {detail}")
+
+
 def _check(request: TagRequest) -> None:
     if request.tagged_at.tzinfo is None:
         raise TagWriteError("tagged_at must be timezone-aware")
@@ -138,41 +153,15 @@ def _check(request: TagRequest) -> None:
 
 # -- GPS knowledge ------------------------------------------------------------------------
 def read_camera_gps(path: str | Path) -> tuple[float, float] | None:
-    """The file's own EXIF GPS position (not one phototagger estimated); never raises."""
+    """The file's own EXIF GPS position (not one phototagger estimated); never raises.
+
+    None means "no usable position", unreadable EXIF included; the writer itself asks
+    position.has_camera_gps, which tells "unknown" apart from "none".
+    """
     try:
-        path = Path(path)
-        if _sniff(path) == "jpeg":
-            tiff = jpeg.exif_tiff(jpeg.parse(path.read_bytes()))
-            if tiff is None or exif.is_ours(tiff):
-                return None
-            return exif.read_gps(tiff)
-        return _pillow_gps(path)
-    except Exception:  # broken EXIF of any kind reads as "no position"
+        return position.camera_gps(Path(path))
+    except Exception:  # broken EXIF of any kind reads as "no usable position"
         return None
-
-
-def _pillow_gps(path: Path) -> tuple[float, float] | None:
-    from PIL import Image
-
-    with contextlib.suppress(ImportError):
-        import pillow_heif
-
-        pillow_heif.register_heif_opener()
-    with Image.open(path) as image:
-        gps = image.getexif().get_ifd(0x8825)
-    if not all(tag in gps for tag in (1, 2, 3, 4)):
-        return None
-    if bytes(gps.get(0x1B, b"") or b"").startswith(exif.METHOD_PREFIX):
-        return None
-
-    def degrees(value, ref) -> float:
-        d, m, s = (float(x) for x in value)
-        return (d + m / 60 + s / 3600) * (-1 if str(ref).upper().startswith(("S", "W")) else 1)
-
-    lat, lon = degrees(gps[2], gps[1]), degrees(gps[4], gps[3])
-    if math.isnan(lat) or math.isnan(lon):
-        return None
-    return lat, lon
 
 
 def _sidecar_has_position(path: Path) -> bool:
@@ -186,7 +175,7 @@ def _sidecar_has_position(path: Path) -> bool:
 def _embedded_packet(path: Path) -> Packet | None:
     """The XMP inside a JPEG or PNG, or None (none there, or unreadable)."""
     with contextlib.suppress(OSError, ValueError):
-        kind = _sniff(path)
+        kind = position.sniff(path)
         data = path.read_bytes()
         raw = (
             jpeg.xmp_packet(jpeg.parse(data))
@@ -203,48 +192,93 @@ def _embedded_packet(path: Path) -> Packet | None:
 def write_tags(
     path: str | Path, request: TagRequest, mode: str = "embed", preserve_mtime: bool = False
 ) -> WriteResult:
-    """Tag a photo: in the file when that is lossless and verified, else in NAME.ext.xmp."""
-    path = Path(path)
+    """Tag a photo: in the file when that is lossless and verified, else in NAME.ext.xmp.
+
+    Raises TagWriteError only, whatever goes wrong: the scanner reports it and goes on.
+    """
+    try:
+        return _write_tags(Path(path), request, mode, preserve_mtime)
+    except TagWriteError:
+        raise
+    except Exception as error:  # a bug or a file we misjudged: still the one error type
+        raise _one_line(path, "tags not written", error) from None
+
+
+def remove_tags(path: str | Path) -> RemoveResult:
+    """Remove exactly what phototagger wrote, from the file and its sidecars.
+
+    What could not be removed is listed in ``left``; a file whose tags cannot be taken out
+    losslessly raises TagWriteError with nothing changed.
+    """
+    try:
+        return _remove_tags(Path(path))
+    except TagWriteError:
+        raise
+    except Exception as error:
+        raise _one_line(path, "tags not removed", error) from None
+
+
+def _write_tags(path: Path, request: TagRequest, mode: str, preserve_mtime: bool) -> WriteResult:
     if mode not in ("embed", "sidecar"):
         raise TagWriteError(f"unknown tag mode {mode!r} (embed or sidecar)")
-    if not path.is_file():
+    real = Path(os.path.realpath(path))  # a symlink's target is the photo to edit
+    if not real.is_file():
         raise TagWriteError(f"{path}: not a file")
     _check(request)
     reason = None
     if mode == "embed":
-        kind = _sniff(path)
-        if kind is None:
-            reason = f"{path.suffix or 'this'} files are not edited in place"
-        elif not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222:
-            reason = "the file is read-only"  # the mode bits count even for root
-        elif not os.access(path.parent, os.W_OK | os.X_OK):
-            reason = "the folder is read-only"
-        else:
+        reason = _embed_refusal(real)
+        if reason is None:
+            embed = _embed_jpeg if position.sniff(real) == "jpeg" else _embed_png
             try:
-                result = (_embed_jpeg if kind == "jpeg" else _embed_png)(
-                    path, request, preserve_mtime
-                )
+                result = embed(real, request, preserve_mtime)
             except _Refused as refused:
                 reason = str(refused)
             else:
                 _strip_sidecars(path)
-                return result
+                return dataclasses.replace(result, target=path)
     return _write_sidecar(path, request, reason)
 
 
-def remove_tags(path: str | Path) -> RemoveResult:
-    """Remove exactly what phototagger wrote, from the file and its sidecars."""
-    path = Path(path)
-    changed = _strip_sidecars(path, strict=True)
-    kind = _sniff(path) if path.is_file() else None
-    try:
-        if kind == "jpeg" and _unembed_jpeg(path):
+def _embed_refusal(real: Path) -> str | None:
+    """Why the file itself must not be edited (a sidecar is written instead), or None."""
+    kind = position.sniff(real)
+    info = real.stat()
+    if kind not in ("jpeg", "png"):
+        return f"{real.suffix or 'this'} files are not edited in place"
+    if not os.access(real, os.W_OK) or not info.st_mode & 0o222:
+        return "the file is read-only"  # the mode bits count even for root
+    if not os.access(real.parent, os.W_OK | os.X_OK):
+        return "the folder is read-only"
+    if info.st_nlink > 1:
+        return "hard-linked file: replacing it would split the links"
+    return None
+
+
+def _remove_tags(path: Path) -> RemoveResult:
+    real = Path(os.path.realpath(path))
+    changed: list[Path] = []
+    left: list[str] = []
+    kind = position.sniff(real) if real.is_file() else None
+    if kind in ("jpeg", "png"):
+        unembed = _unembed_jpeg if kind == "jpeg" else _unembed_png
+        try:
+            done, left = unembed(real)
+        except _Refused as refused:
+            packet = _embedded_packet(real)
+            if packet is None or xmp.read(packet) is None:
+                done = False  # nothing of phototagger's in a file we cannot edit
+            else:
+                raise TagWriteError(
+                    f"{path}: phototagger's tags cannot be removed losslessly ({refused}); "
+                    "nothing was changed"
+                ) from None
+        except OSError as error:
+            raise TagWriteError(f"{path}: cannot remove tags: {error.strerror or error}") from None
+        if done:
             changed.append(path)
-        elif kind == "png" and _unembed_png(path):
-            changed.append(path)
-    except OSError as error:
-        raise TagWriteError(f"{path}: cannot remove tags: {error.strerror or error}") from None
-    return RemoveResult(files_changed=changed, removed=bool(changed))
+    changed += _strip_sidecars(path, strict=True)
+    return RemoveResult(files_changed=changed, removed=bool(changed), left=left)
 
 
 def read_tags(path: str | Path) -> ReadTags | None:
@@ -287,13 +321,13 @@ def _write_sidecar(path: Path, request: TagRequest, reason: str | None) -> Write
         raise TagWriteError(f"{target}: cannot read sidecar: {error.strerror}") from None
     embedded = _embedded_packet(path)
     xmp.strip(packet)
-    has_gps = (
-        read_camera_gps(path) is not None
-        or (embedded is not None and xmp.has_position(embedded))
+    elsewhere = (
+        (embedded is not None and xmp.has_position(embedded))
         or _sidecar_has_position(path)
         or xmp.has_position(packet)
     )
-    gps = "xmp" if request.landmark.has_location and not has_gps else "none"
+    why_none = _no_estimate(request.landmark, position.has_camera_gps(path), elsewhere)
+    gps = "none" if why_none else "xmp"
     xmp.merge(packet, _entry(request, gps), None, [])
 
     def verify(data: bytes) -> None:
@@ -301,13 +335,19 @@ def _write_sidecar(path: Path, request: TagRequest, reason: str | None) -> Write
 
     try:
         atomic_write(
-            target, sidecar.render(packet), verify, like=target if target.exists() else None
+            target,
+            sidecar.render(packet),
+            verify,
+            like=target if target.exists() else None,
+            keep_owner=False,  # phototagger's own file: best effort
         )
     except (OSError, XmpError) as error:
         detail = getattr(error, "strerror", None) or str(error)
         why = f" ({reason})" if reason else ""
         raise TagWriteError(f"{target}: cannot write sidecar: {detail}{why}") from None
-    return WriteResult(target=target, mode="sidecar", gps_written=gps != "none", reason=reason)
+    return WriteResult(
+        target=target, mode="sidecar", gps_written=gps != "none", reason=_join(reason, why_none)
+    )
 
 
 def _strip_sidecars(path: Path, strict: bool = False) -> list[Path]:
@@ -322,7 +362,9 @@ def _strip_sidecars(path: Path, strict: bool = False) -> list[Path]:
                 candidate.unlink()
                 fsync_dir(candidate.parent)
             else:
-                atomic_write(candidate, sidecar.render(packet), _no_record, like=candidate)
+                atomic_write(
+                    candidate, sidecar.render(packet), _no_record, like=candidate, keep_owner=False
+                )
             changed.append(candidate)
         except (OSError, XmpError) as error:
             if strict:
@@ -364,26 +406,42 @@ def _open_jpeg(path: Path) -> tuple[bytes, jpeg.Jpeg, Packet, bool]:
         raise _Refused(f"the file's XMP cannot be merged into: {error}") from None
 
 
-def _undo_exif_gps(tiff: bytes | None, record: xmp.OurTags | None) -> bytes | None:
-    """EXIF as it was before phototagger's GPS (None: phototagger created the whole block)."""
-    if tiff is None or record is None:
-        return tiff
+STALE_GPS = "estimated GPS left in place: EXIF rewritten by another tool"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _undo_exif_gps(
+    tiff: bytes | None, record: xmp.OurTags | None
+) -> tuple[bytes | None, str | None]:
+    """EXIF without phototagger's GPS (None: no EXIF left) and, if that failed, why.
+
+    The GPS IFD is known as phototagger's by its processing method, with or without a record.
+    A block phototagger created goes only while it is byte for byte what was written; an
+    appended GPS IFD is cut off exactly while the block is as left; after another tool rewrote
+    the block, phototagger's GPS entries are taken out in place and everything else stays.
+    """
     try:
-        if not exif.is_ours(tiff):
-            return tiff
-        if SEGMENT_EXIF in record.added:
-            return None
-        if record.exif_restore is not None:
-            return exif.restore(tiff, *record.exif_restore)
+        if tiff is None or not exif.is_ours(tiff):
+            return tiff, None
     except exif.ExifError:
-        pass
-    return tiff  # not ours, or no exact way back: left as it is
+        return tiff, None  # EXIF we cannot walk is not ours to touch
+    added = set(record.added) if record else set()
+    if record and SEGMENT_EXIF in added and record.exif_sha256 == _sha256(tiff):
+        return None, None
+    if record and record.exif_restore is not None:
+        with contextlib.suppress(exif.ExifError):
+            return exif.restore(tiff, *record.exif_restore), None
+    try:
+        return exif.remove_gps(tiff, bool({SEGMENT_EXIF, SEGMENT_GPS_IFD} & added)), None
+    except exif.ExifError as error:
+        return tiff, f"{STALE_GPS} ({error})"
 
 
-def _rebuild(
-    parsed: jpeg.Jpeg, tiff: bytes | None, packet: bytes | None
-) -> tuple[list[jpeg.Segment], set[int]]:
-    """New header segments with EXIF and XMP replaced, inserted or dropped; changed slots."""
+def _rebuild(parsed: jpeg.Jpeg, tiff: bytes | None, packet: bytes | None) -> list[jpeg.Segment]:
+    """New header segments with EXIF and XMP replaced, inserted or dropped."""
     segments = list(parsed.segments)
     changed: set[int] = set()
     for ident, payload in ((jpeg.EXIF_ID, tiff), (jpeg.XMP_ID, packet)):
@@ -406,7 +464,7 @@ def _rebuild(
     for segment in segments:
         if len(segment.payload) > jpeg.MAX_PAYLOAD:
             raise _Refused("the metadata would not fit in a 64 KB JPEG segment")
-    return segments, changed
+    return segments
 
 
 def _others(parsed: jpeg.Jpeg) -> list[jpeg.Segment]:
@@ -420,17 +478,21 @@ def _others(parsed: jpeg.Jpeg) -> list[jpeg.Segment]:
 def _embed_jpeg(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteResult:
     _, parsed, packet, had_xmp = _open_jpeg(path)
     record = xmp.read(packet)
-    user_tiff = _undo_exif_gps(jpeg.exif_tiff(parsed), record)
-    exif_ok, has_gps = True, xmp.has_position(packet) or _sidecar_has_position(path)
+    user_tiff, stuck = _undo_exif_gps(jpeg.exif_tiff(parsed), record)
+    if stuck:  # re-tagging would leave the old landmark's position beside the new landmark
+        raise TagWriteError(f"{path}: not re-tagged: {stuck}")
+    camera: bool | None = False
     if user_tiff is not None:
         try:
             exif.parse_ifd0(user_tiff)
-            has_gps = has_gps or exif.read_gps(user_tiff) is not None or exif.is_ours(user_tiff)
+            camera = exif.read_gps(user_tiff) is not None
         except exif.ExifError:
-            exif_ok = False  # EXIF we cannot read: untouched, and no estimate (we can't tell)
+            camera = None  # EXIF we cannot read: untouched, and no estimate (we can't tell)
     lm = request.landmark
+    elsewhere = xmp.has_position(packet) or _sidecar_has_position(path)
+    why_none = _no_estimate(lm, camera, elsewhere)
     gps, new_tiff, restore_at = "none", user_tiff, None
-    if lm.has_location and exif_ok and not has_gps:
+    if why_none is None:
         gps = "xmp"
         with contextlib.suppress(exif.ExifError):
             if user_tiff is None:
@@ -443,10 +505,16 @@ def _embed_jpeg(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteR
             else:
                 restore_at = None
     created_xmp = not had_xmp or (record is not None and SEGMENT_XMP in record.added)
-    notes = [SEGMENT_XMP] * created_xmp + [SEGMENT_EXIF] * (user_tiff is None and gps == "exif")
+    notes = [SEGMENT_XMP] * created_xmp
+    entry = _entry(request, gps)
+    if gps == "exif" and user_tiff is None:
+        notes.append(SEGMENT_EXIF)
+        entry.provenance["exifSha256"] = _sha256(new_tiff)
+    elif gps == "exif" and exif.parse_ifd0(user_tiff).find(exif.GPS_POINTER) is None:
+        notes.append(SEGMENT_GPS_IFD)
     xmp.strip(packet)
-    xmp.merge(packet, _entry(request, gps), restore_at, notes)
-    segments, _ = _rebuild(parsed, new_tiff, packet.to_bytes())
+    xmp.merge(packet, entry, restore_at, notes)
+    segments = _rebuild(parsed, new_tiff, packet.to_bytes())
     new_data = jpeg.Jpeg(segments, parsed.scan).to_bytes()
 
     def verify(written: bytes) -> None:
@@ -455,21 +523,20 @@ def _embed_jpeg(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteR
         _verify_exif(jpeg.exif_tiff(again), user_tiff, new_tiff, gps, lm)
 
     _replace(path, new_data, verify, preserve_mtime)
-    return WriteResult(target=path, mode="embed", gps_written=gps != "none")
+    return WriteResult(target=path, mode="embed", gps_written=gps != "none", reason=why_none)
 
 
-def _unembed_jpeg(path: Path) -> bool:
-    try:
-        _, parsed, packet, _ = _open_jpeg(path)
-    except _Refused:
-        return False
+def _unembed_jpeg(path: Path) -> tuple[bool, list[str]]:
+    """Whether the file changed, and what of phototagger's could not be taken out of it."""
+    _, parsed, packet, _ = _open_jpeg(path)
     record = xmp.read(packet)
     if record is None:
-        return False
-    tiff = _undo_exif_gps(jpeg.exif_tiff(parsed), record)
+        return False, []
+    _refuse_hard_link(path)
+    tiff, stuck = _undo_exif_gps(jpeg.exif_tiff(parsed), record)
     xmp.strip(packet)
     drop_xmp = SEGMENT_XMP in record.added and packet.is_empty()
-    segments, _ = _rebuild(parsed, tiff, None if drop_xmp else packet.to_bytes())
+    segments = _rebuild(parsed, tiff, None if drop_xmp else packet.to_bytes())
     new_data = jpeg.Jpeg(segments, parsed.scan).to_bytes()
 
     def verify(written: bytes) -> None:
@@ -481,7 +548,12 @@ def _unembed_jpeg(path: Path) -> bool:
             raise TagWriteError("verification failed: EXIF is not as it was")
 
     _replace(path, new_data, verify, preserve_mtime=False)
-    return True
+    return True, [stuck] if stuck else []
+
+
+def _refuse_hard_link(path: Path) -> None:
+    if path.stat().st_nlink > 1:
+        raise _Refused("hard-linked file: replacing it would split the links")
 
 
 def _verify_jpeg(written: bytes, original: jpeg.Jpeg) -> jpeg.Jpeg:
@@ -519,9 +591,13 @@ def _verify_exif(
         raise TagWriteError("verification failed: GPS does not read back")
 
 
-def _replace(path: Path, data: bytes, verify, preserve_mtime: bool) -> None:
+def _replace(
+    path: Path, data: bytes, verify: Callable[[bytes], None], preserve_mtime: bool
+) -> None:
     try:
         atomic_write(path, data, verify, like=path, preserve_mtime=preserve_mtime)
+    except OwnerError as error:  # written as root for another user, who would lose the file
+        raise _Refused(f"{error.strerror}: the file would change owner") from None
     except (OSError, ValueError) as error:  # ValueError: the written file does not parse
         raise TagWriteError(f"{path}: write failed, original untouched: {error}") from None
 
@@ -539,10 +615,9 @@ def _open_png(path: Path) -> tuple[bytes, Packet, bool]:
 def _embed_png(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteResult:
     data, packet, had_xmp = _open_png(path)
     record = xmp.read(packet)
-    has_gps = (
-        read_camera_gps(path) is not None or xmp.has_position(packet) or _sidecar_has_position(path)
-    )
-    gps = "xmp" if request.landmark.has_location and not has_gps else "none"
+    elsewhere = xmp.has_position(packet) or _sidecar_has_position(path)
+    why_none = _no_estimate(request.landmark, position.has_camera_gps(path), elsewhere)
+    gps = "none" if why_none else "xmp"
     created = not had_xmp or (record is not None and SEGMENT_XMP in record.added)
     xmp.strip(packet)
     xmp.merge(packet, _entry(request, gps), None, [SEGMENT_XMP] * created)
@@ -560,17 +635,16 @@ def _embed_png(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteRe
         _verify_record(Packet.parse(raw), request)
 
     _replace(path, new_data, verify, preserve_mtime)
-    return WriteResult(target=path, mode="embed", gps_written=gps != "none")
+    return WriteResult(target=path, mode="embed", gps_written=gps != "none", reason=why_none)
 
 
-def _unembed_png(path: Path) -> bool:
-    try:
-        data, packet, _ = _open_png(path)
-    except _Refused:
-        return False
+def _unembed_png(path: Path) -> tuple[bool, list[str]]:
+    """Whether the file changed (a PNG's tags are all XMP: nothing is ever left behind)."""
+    data, packet, _ = _open_png(path)
     record = xmp.read(packet)
     if record is None:
-        return False
+        return False, []
+    _refuse_hard_link(path)
     xmp.strip(packet)
     drop = SEGMENT_XMP in record.added and packet.is_empty()
     new_data = png.with_xmp(data, None if drop else packet.to_bytes())
@@ -584,4 +658,4 @@ def _unembed_png(path: Path) -> bool:
             _no_record(raw)
 
     _replace(path, new_data, verify, preserve_mtime=False)
-    return True
+    return True, []
