@@ -196,3 +196,21 @@ def test_shared_samples_round_trip(shared_data, tmp_path, make_request, relative
     assert write_tags(path, make_request()).mode == "embed"
     remove_tags(path)
     assert stable(exiftool_json(path)) == before
+
+
+def test_users_place_is_not_mixed_with_ours(photo, make_request):
+    """Regression: the user's City=Paris got State, Country and Location from the Taj Mahal."""
+    path = photo("BlueSquare.jpg")
+    subprocess.run([EXIFTOOL, "-q", "-overwrite_original", "-XMP-photoshop:City=Paris",
+                    str(path)], check=True)
+    before = exiftool_json(path)
+    write_tags(path, make_request("taj-mahal"))
+    tags = exiftool_json(path)
+    assert tags["XMP-photoshop:City"] == "Paris"
+    for ours in ("XMP-photoshop:State", "XMP-photoshop:Country", "XMP-iptcCore:Location",
+                 "XMP-iptcCore:CountryCode"):
+        assert ours not in tags
+    assert tags["XMP-iptcExt:LocationShown"][0]["City"] == "Agra"
+    assert "Taj Mahal" in tags["XMP-dc:Subject"] and tags["XMP-phototagger:Slug"] == "taj-mahal"
+    remove_tags(path)
+    assert stable(exiftool_json(path)) == stable(before)
