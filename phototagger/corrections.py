@@ -122,15 +122,18 @@ def remove_landmark(
 def _remove_one(session: Session, path: str, photo: orm.Photo | None) -> Outcome:
     if not os.path.exists(path) and photo is None:
         return Outcome(path, False, "no such file")
-    removed = False
+    removed, left = False, []
     if os.path.exists(path):
         try:
-            removed = remove_photo_tags(session, photo, path).removed
+            result = remove_photo_tags(session, photo, path)
         except PhototaggerError as error:
             session.rollback()
             return Outcome(path, False, f"not untagged: {error}")
+        removed, left = result.removed, result.left
     if photo is not None:
         photo.landmark_slug = photo.confidence = photo.model_pk = None
         photo.tag_state = "removed"
         session.commit()
+    if left:
+        return Outcome(path, False, "tags removed, but " + "; ".join(left))
     return Outcome(path, True, "tags removed" if removed else "nothing of phototagger's to remove")

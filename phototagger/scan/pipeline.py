@@ -339,8 +339,10 @@ class Scanner:
         if self.options.write == "none" or self.options.dry_run:
             return
         try:
-            remove_photo_tags(session, photo, photo.fs_path)
+            result = remove_photo_tags(session, photo, photo.fs_path)
         except TagWriteError as error:
             summary.fail(photo.fs_path, f"old tag not removed: {error}")
             return
         summary.untagged += 1
+        for remainder in result.left:
+            summary.fail(photo.fs_path, f"old tag removed, but {remainder}")
