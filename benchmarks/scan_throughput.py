@@ -173,10 +173,10 @@ def main() -> None:
         print(f"made {len(paths)} JPEGs of 4000x3000 ({mean_mb:.1f} MB each) "
               f"in {time.perf_counter() - started:.0f} s")
 
-        reset_peak_rss()
-        floor = decode_floor(model, paths, args.workers, args.batch_size)
         baseline_paths = paths[: args.baseline_images]
         baseline = naive_baseline(model, baseline_paths)
+        reset_peak_rss()  # the baseline's full 12 MP decodes are not the scan's memory
+        floor = decode_floor(model, paths, args.workers, args.batch_size)
         scan_seconds, summary = full_scan(model, work / "photos", args.workers, args.batch_size)
         own, worker = peak_rss_mb()
         floor_rate, scan_rate = len(paths) / floor, len(paths) / scan_seconds
