@@ -52,11 +52,16 @@ def cli() -> None:
 @click.option("--resume", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Checkpoint to continue from.")
 @click.option("--negatives", type=click.Path(path_type=Path, file_okay=False),
-              help="Then evaluate too: calibrate and set the threshold with these photos.")
+              help="Photos of no landmark: part teaches the model to favour none (outlier "
+              "exposure), the held-out part calibrates the threshold in a final evaluate.")
+@click.option("--negatives-held-out", default=0.5, show_default=True,
+              help="Share of the negatives kept out of training, for evaluation.")
+@click.option("--outlier-weight", default=0.5, show_default=True,
+              help="Weight of the outlier-exposure loss (0: negatives only for evaluation).")
 @click.option("--plots", type=click.Path(path_type=Path, file_okay=False),
               help="With --negatives: where evaluate draws (default: docs/plots/MODEL-NAME).")
 @click.pass_context
-def train(ctx: click.Context, negatives: Path | None, plots: Path | None, **options) -> None:
+def train(ctx: click.Context, plots: Path | None, **options) -> None:
     """Train a model on a folder of landmark folders and write its model file."""
     from training.engine import TrainConfig
     from training.engine import train as run
@@ -68,8 +73,8 @@ def train(ctx: click.Context, negatives: Path | None, plots: Path | None, **opti
     except PhototaggerError as error:
         _fail(error)
     click.echo(f"wrote {path}")
-    if negatives:
-        ctx.invoke(evaluate, model_path=path, data=config.data, negatives=negatives,
+    if config.negatives:
+        ctx.invoke(evaluate, model_path=path, data=config.data, negatives=config.negatives,
                    gazetteer=config.gazetteer, plots=plots)
 
 

@@ -49,7 +49,7 @@ def precision_coverage(probs: torch.Tensor, labels: torch.Tensor, negative_probs
                        thresholds: torch.Tensor | None = None) -> list[dict]:
     """Precision, coverage, recall and the negatives' false-tag rate at each threshold."""
     if thresholds is None:
-        thresholds = torch.linspace(0, 1, 101)
+        thresholds = torch.linspace(0, 1, 201)
     confidence, predicted = probs.max(-1)
     correct = predicted == labels
     negative_conf = negative_probs.max(-1).values if len(negative_probs) else torch.zeros(0)
@@ -69,13 +69,16 @@ def precision_coverage(probs: torch.Tensor, labels: torch.Tensor, negative_probs
     return curve
 
 
-def choose_threshold(curve: list[dict], min_precision: float = 0.95) -> dict:
+def choose_threshold(curve: list[dict], min_precision: float = 0.95,
+                     min_coverage: float = 0.5) -> dict:
     """Precision first: the lowest threshold whose precision reaches ``min_precision``.
 
     The lowest such threshold keeps the most photos tagged. If no threshold gets there, the one
-    with the best precision (and, among equals, the most coverage) is returned.
+    with the best precision among those still tagging ``min_coverage`` of the landmark photos
+    (a model that tags nothing is no use either).
     """
     reaching = [row for row in curve if row["precision"] >= min_precision and row["coverage"] > 0]
     if reaching:
         return min(reaching, key=lambda row: row["threshold"])
-    return max(curve, key=lambda row: (row["precision"], row["coverage"]))
+    useful = [row for row in curve if row["coverage"] >= min_coverage] or curve
+    return max(useful, key=lambda row: (row["precision"], row["coverage"]))

@@ -122,6 +122,23 @@ def stratified_split(
     return sorted(train), sorted(val)
 
 
+def split_negatives(root: str | Path, held_out: float, seed: int) -> tuple[list[Path], list[Path]]:
+    """Photos with no landmark, split like the landmarks (per sub-folder: food, scenes, people).
+
+    The first part teaches the model to answer "none of these" (outlier exposure); the held-out
+    part is what evaluation counts false tags on, so that number is measured on unseen photos.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"negatives folder not found: {root}")
+    groups = sorted(p for p in root.iterdir() if p.is_dir()) or [root]
+    samples = [(path, g) for g, folder in enumerate(groups) for path in list_images(folder)]
+    if not samples:
+        raise ConfigError(f"no photos in the negatives folder {root}")
+    train, kept = stratified_split(samples, held_out, seed)
+    return [samples[i][0] for i in train], [samples[i][0] for i in kept]
+
+
 def split_digest(samples: list[tuple[Path, int]], indices: list[int], root: Path) -> str:
     """A short fingerprint of a split, stored in the model file to recognise it later."""
     names = "\n".join(str(samples[i][0].relative_to(root)) for i in indices)

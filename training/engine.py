@@ -33,6 +33,7 @@ from training.data import (
     centre_crop,
     scan_folder,
     split_digest,
+    split_negatives,
     stratified_split,
 )
 from training.data import train_transform as make_train_transform
@@ -60,6 +61,9 @@ class TrainConfig:
     workers: int = 0
     threads: int | None = None
     limit_per_class: int | None = None
+    negatives: Path | None = None
+    negatives_held_out: float = 0.5
+    outlier_weight: float = 0.5
     cache_dir: Path = Path("data-cache")
     resume: Path | None = None
     command: str = ""
@@ -149,19 +153,19 @@ def run_prefix(prefix: nn.Module, inputs: torch.Tensor, batch_size: int,
     return torch.cat(outputs)
 
 
-def feature_cache(config: TrainConfig, split: Split, spec: PreprocessSpec, prefix: nn.Module,
-                  device: torch.device) -> torch.Tensor:
+def feature_cache(config: TrainConfig, samples: list, digest: str, spec: PreprocessSpec,
+                  prefix: nn.Module, device: torch.device) -> torch.Tensor:
     """Frozen-prefix activations of ``views`` augmented views per training photo (view 0 clean).
 
     Kept on disk under ``cache_dir``, keyed by everything that changes them, so a resumed or
     repeated run does not pay for them again.
     """
     key = json.dumps([config.arch, config.freeze, config.views, config.seed, spec.to_dict(),
-                      split.digest, [str(p) for p, _ in split.train]])
+                      digest, [str(p) for p, _ in samples]])
     path = config.cache_dir / f"{config.arch}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
     if path.is_file():
         return torch.load(path)
-    images = DecodedImages(split.train, spec.resize, progress=_bar("decode train"))
+    images = DecodedImages(samples, spec.resize, progress=_bar("decode train"))
     clean = centre_crop(spec.input_size, spec.mean, spec.std)
     augment = make_train_transform(spec.input_size, spec.mean, spec.std)
     views = []
@@ -182,6 +186,28 @@ def feature_cache(config: TrainConfig, split: Split, spec: PreprocessSpec, prefi
 
 def _bar(desc: str):
     return lambda items: tqdm(items, desc=desc, leave=False)
+
+
+class NegativePool:
+    """Photos with no landmark, drawn at random for the outlier-exposure part of each batch."""
+
+    def __init__(self, data: torch.Tensor | DecodedImages, cached: bool):
+        self.data, self.cached = data, cached
+
+    def __len__(self) -> int:
+        return self.data.shape[1] if self.cached else len(self.data)
+
+    def sample(self, count: int, generator: torch.Generator) -> torch.Tensor:
+        index = torch.randint(len(self), (count,), generator=generator)
+        if self.cached:
+            views = torch.randint(self.data.shape[0], (count,), generator=generator)
+            return self.data[views, index].float()
+        return torch.stack([self.data[i][0] for i in index.tolist()])
+
+
+def outlier_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy to the uniform distribution: a photo of no landmark should favour none."""
+    return -torch.log_softmax(logits, dim=-1).mean()
 
 
 class CachedViews(torch.utils.data.Dataset):
@@ -230,6 +256,10 @@ class Trainer:
         self.dataset = scan_folder(config.data, config.gazetteer)
         self.split = Split(self.dataset, config.val_fraction, config.seed, config.limit_per_class)
         self.spec = nets.preprocess(config.arch, config.img_size)
+        self.negatives_train: list[Path] = []
+        if config.negatives:
+            self.negatives_train, _ = split_negatives(config.negatives, config.negatives_held_out,
+                                                      config.seed)
         self.model = nets.build(config.arch, len(self.dataset.classes)).to(self.device)
         features = self.model.features
         if not 0 <= config.freeze < len(features):
@@ -244,13 +274,14 @@ class Trainer:
         self.seconds = 0.0
 
     # data ------------------------------------------------------------------------------------
-    def _loaders(self) -> tuple[torch.utils.data.Dataset, DataLoader]:
+    def _loaders(self) -> tuple[torch.utils.data.Dataset, DataLoader, NegativePool | None]:
         config, spec = self.config, self.spec
         val = eval_tensors(self.split.val, spec)
         if config.freeze:
             val = TensorDataset(run_prefix(self.prefix, val.tensors[0], config.batch_size,
                                            self.device), val.tensors[1])
-            cache = feature_cache(config, self.split, spec, self.prefix, self.device)
+            cache = feature_cache(config, self.split.train, self.split.digest, spec, self.prefix,
+                                  self.device)
             train = CachedViews(cache, [label for _, label in self.split.train])
         else:
             train = DecodedImages(self.split.train, spec.resize,
@@ -258,7 +289,18 @@ class Trainer:
                                   progress=_bar("decode train"))
             if train.skipped:
                 tqdm.write(f"skipped {len(train.skipped)} undecodable photos")
-        return train, DataLoader(val, batch_size=config.batch_size)
+        return train, DataLoader(val, batch_size=config.batch_size), self._negatives()
+
+    def _negatives(self) -> NegativePool | None:
+        config, spec = self.config, self.spec
+        if not config.negatives or config.outlier_weight <= 0:
+            return None
+        samples = [(path, -1) for path in self.negatives_train]
+        if config.freeze:
+            cache = feature_cache(config, samples, "negatives", spec, self.prefix, self.device)
+            return NegativePool(cache, cached=True)
+        transform = make_train_transform(spec.input_size, spec.mean, spec.std)
+        return NegativePool(DecodedImages(samples, spec.resize, transform), cached=False)
 
     # checkpoints -----------------------------------------------------------------------------
     def checkpoint(self, optimizer, scheduler) -> Path:
@@ -292,7 +334,7 @@ class Trainer:
     # the loop --------------------------------------------------------------------------------
     def fit(self) -> list[dict]:
         config, device = self.config, self.device
-        train, val_loader = self._loaders()
+        train, val_loader, negatives = self._loaders()
         steps_per_epoch = math.ceil(len(train) / config.batch_size)  # the last batch is kept
         optimizer = torch.optim.AdamW(param_groups(self.suffix, config.weight_decay), lr=config.lr)
         scheduler = warmup_cosine(optimizer, round(config.warmup_epochs * steps_per_epoch),
@@ -315,12 +357,17 @@ class Trainer:
             total_loss = correct = seen = 0
             bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{config.epochs}", leave=False)
             for inputs, labels in bar:
-                inputs = inputs.to(device, torch.float32, memory_format=torch.channels_last)
                 labels = labels.to(device)
+                if negatives is not None:  # a third as many photos of no landmark
+                    inputs = torch.cat([inputs, negatives.sample(len(labels) // 3 + 1, generator)])
+                inputs = inputs.to(device, torch.float32, memory_format=torch.channels_last)
                 with torch.autocast("cuda", dtype=torch.float16, enabled=on_cuda):
-                    logits = self.suffix(inputs)
-                    loss = F.cross_entropy(logits.float(), labels, weight=weights,
+                    logits = self.suffix(inputs).float()
+                    loss = F.cross_entropy(logits[:len(labels)], labels, weight=weights,
                                            label_smoothing=config.label_smoothing)
+                    if negatives is not None:
+                        loss = loss + config.outlier_weight * outlier_loss(logits[len(labels):])
+                logits = logits[:len(labels)]
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -360,6 +407,10 @@ class Trainer:
             "epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
             "freeze": config.freeze, "views": config.views, "label_smoothing":
             config.label_smoothing, "seconds": round(self.seconds), "command": config.command,
+            "negatives": str(config.negatives) if config.negatives else None,
+            "negatives_trained_on": len(self.negatives_train),
+            "negatives_held_out": config.negatives_held_out if config.negatives else None,
+            "outlier_weight": config.outlier_weight if config.negatives else None,
         }
 
     def export(self, path: Path | None = None) -> Path:

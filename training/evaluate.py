@@ -19,7 +19,13 @@ from phototagger.errors import ConfigError, ImageError
 from phototagger.imaging import load_input
 from phototagger.model import LandmarkModel, read_meta, save_model_file
 from training import calibrate
-from training.data import list_images, scan_folder, split_digest, stratified_split
+from training.data import (
+    list_images,
+    scan_folder,
+    split_digest,
+    split_negatives,
+    stratified_split,
+)
 
 
 def logits_of(model: LandmarkModel, paths: list[Path], batch_size: int = 32,
@@ -71,6 +77,16 @@ def evaluation_samples(model: LandmarkModel, data: Path, split: str,
     return [(samples[i][0], relabel[samples[i][1]]) for i in val]
 
 
+def held_out_negatives(model: LandmarkModel, negatives: Path) -> list[Path]:
+    """The negatives to count false tags on: those the model did not see in training."""
+    training = model.meta.get("training", {})
+    if training.get("negatives_held_out"):
+        _, held_out = split_negatives(negatives, training["negatives_held_out"],
+                                      training["split_seed"])
+        return held_out
+    return list_images(negatives)
+
+
 def summarise(logits: torch.Tensor, labels: torch.Tensor, negative_logits: torch.Tensor,
               slugs: list[str], min_precision: float = 0.95) -> dict:
     """Every number the evaluation reports, from raw logits: pure, so tests can check it by hand."""
@@ -113,7 +129,7 @@ def evaluate(model_path: str | Path, data: str | Path, negatives: str | Path | N
         raise ConfigError(f"no photos to evaluate in {data}")
     logits, kept = logits_of(model, [p for p, _ in samples], batch_size, "landmark photos")
     labels = torch.tensor([samples[i][1] for i in kept])
-    negative_paths = list_images(Path(negatives)) if negatives else []
+    negative_paths = held_out_negatives(model, Path(negatives)) if negatives else []
     negative_logits, _ = logits_of(model, negative_paths, batch_size, "negatives")
     slugs = [landmark.slug for landmark in model.classes]
     report = summarise(logits, labels, negative_logits, slugs, min_precision)

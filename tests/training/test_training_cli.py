@@ -27,7 +27,8 @@ def test_train_on_a_missing_folder_says_why(tmp_path: Path):
 def test_one_command_trains_calibrates_and_writes_a_loadable_model(tmp_path: Path):
     data = make_dataset(tmp_path / "data", per_class=6)
     negatives = tmp_path / "negatives"
-    write_photo(negatives / "grey.jpg", (128, 128, 128), 1)
+    for i in range(4):
+        write_photo(negatives / "scenes" / f"grey{i}.jpg", (128, 128, 128), i)
     out = tmp_path / "model.pt"
     result = CliRunner().invoke(cli, [
         "train", "--data", str(data), "--arch", "scratch", "--img-size", "32", "--epochs", "2",
@@ -37,6 +38,8 @@ def test_one_command_trains_calibrates_and_writes_a_loadable_model(tmp_path: Pat
     assert result.exit_code == 0, result.output
     assert "top-1" in result.output and "threshold" in result.output
     model = LandmarkModel.load(out)
-    assert model.meta["metrics"]["val_images"] == 6 and model.meta["metrics"]["negatives"] == 1
+    assert model.meta["metrics"]["val_images"] == 6
+    assert model.meta["metrics"]["negatives"] == 2  # the half held out of training
+    assert model.meta["training"]["negatives_trained_on"] == 2
     assert model.meta["training"]["split_seed"] == 0
     assert (tmp_path / "plots" / "precision_coverage.png").is_file()

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import torch
-from synthetic import make_dataset
+from synthetic import make_dataset, write_photo
 
 from training.engine import TrainConfig, Trainer
 
@@ -42,12 +42,14 @@ def test_resume_continues_where_the_checkpoint_stopped(tmp_path: Path):
         torch.testing.assert_close(resumed.model.state_dict()[key], value, msg=key)
 
 
-def test_transfer_trains_on_cached_frozen_features(tmp_path: Path):
+def test_transfer_trains_on_cached_frozen_features_and_negatives(tmp_path: Path):
     data = make_dataset(tmp_path / "data", per_class=4)
+    for i in range(4):
+        write_photo(tmp_path / "negatives" / f"{i}.jpg", (128, 128, 128), i)
     trainer = Trainer(config(tmp_path, data, arch="efficientnet_lite0", img_size=64, epochs=2,
-                             views=2, freeze=16))
+                             views=2, freeze=16, negatives=tmp_path / "negatives"))
     before = trainer.model.features[0][0].weight.clone()
     trainer.fit()
-    assert len(list((tmp_path / "cache").glob("*.pt"))) == 1
+    assert len(list((tmp_path / "cache").glob("*.pt"))) == 2  # landmarks and negatives
     assert torch.equal(trainer.model.features[0][0].weight, before)  # frozen stem untouched
     assert trainer.export().is_file()
