@@ -36,7 +36,7 @@ def describe(path: Path) -> dict:
     if "precision" not in metrics:
         raise ConfigError(f"{path} has not been evaluated yet: run evaluate on it first")
     return {
-        "file": path.name, "name": model.name, "architecture": model.architecture,
+        "file": path.stem, "name": model.name, "architecture": model.architecture,
         "input": model.preprocess.input_size,
         "top1": metrics["val_top1"], "top5": metrics["val_top5"], "ece": metrics["ece"],
         "threshold": model.threshold, "precision": metrics["precision"],
@@ -50,11 +50,12 @@ def describe(path: Path) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    head = ("| model | input | val top-1 | val top-5 | ECE | threshold | precision | coverage |"
-            " negatives tagged | params | file | images/s | training |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    head = ("| model file | architecture | input | val top-1 | val top-5 | ECE | threshold |"
+            " precision | coverage | negatives tagged | params | size | images/s | training |\n"
+            + "| --- " * 14 + "|\n")
     lines = [
-        f"| {r['name']} | {r['input']} px | {r['top1']:.1%} | {r['top5']:.1%} | {r['ece']:.3f} |"
+        f"| {r['file']} | {r['architecture']} | {r['input']} px | {r['top1']:.1%} |"
+        f" {r['top5']:.1%} | {r['ece']:.3f} |"
         f" {r['threshold']:.2f} | {r['precision']:.1%} | {r['coverage']:.1%} |"
         f" {r['negatives_tagged']:.1%} | {r['params'] / 1e6:.2f} M | {r['megabytes']:.1f} MB |"
         f" {r['images_per_second']:.0f} | {r['epochs']} epochs, {r['train_minutes']:.0f} min |"
@@ -69,7 +70,7 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for r in rows:
         ax.scatter(r["images_per_second"], r["top1"], s=20 + r["megabytes"] * 5)
-        ax.annotate(r["name"], (r["images_per_second"], r["top1"]), fontsize=8)
+        ax.annotate(r["file"], (r["images_per_second"], r["top1"]), fontsize=8)
     ax.set_xlabel("images/s on this machine (batch 32, CPU)")
     ax.set_ylabel("validation top-1")
     ax.set_title("accuracy against speed (marker size: file size)")

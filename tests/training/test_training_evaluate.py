@@ -10,6 +10,7 @@ from torch import nn
 from phototagger.landmarks import read_gazetteer
 from phototagger.model import LandmarkModel, read_meta, save_model_file
 from training import calibrate
+from training.compare import BEGIN, compare
 from training.evaluate import evaluate, summarise
 
 
@@ -25,7 +26,14 @@ def test_precision_coverage_and_threshold_by_hand():
     assert curve[2]["precision"] == 1.0 and curve[2]["coverage"] == 1 / 4
     assert curve[0]["precision"] == 3 / 6 and curve[0]["negatives_tagged"] == 1.0
     full = calibrate.precision_coverage(probs, labels, negatives)
-    assert calibrate.choose_threshold(full, 0.95)["threshold"] == 0.81
+    assert calibrate.choose_threshold(full, 0.95)["threshold"] == 0.805  # first grid step > 0.8
+
+
+def test_threshold_falls_back_to_the_best_precision_that_still_tags_half():
+    curve = [{"threshold": 0.5, "precision": 0.8, "coverage": 0.9},
+             {"threshold": 0.9, "precision": 0.9, "coverage": 0.6},
+             {"threshold": 0.99, "precision": 0.93, "coverage": 0.2}]
+    assert calibrate.choose_threshold(curve, 0.95)["threshold"] == 0.9
 
 
 def test_expected_calibration_error_by_hand():
@@ -57,19 +65,27 @@ class ColourNet(nn.Module):
         return 4 * x.mean(dim=(2, 3))
 
 
-def test_evaluate_a_fixed_model_end_to_end(tmp_path: Path):
+def colour_model(tmp_path: Path) -> Path:
     classes = [lm.to_dict() for lm in list(read_gazetteer(FIXTURES / "gazetteer.csv").values())[:3]]
     meta = {"name": "colour", "version": "0", "architecture": "colournet", "classes": classes,
             "preprocess": {"input_size": 32, "resize": 36, "mean": [0.5] * 3, "std": [0.5] * 3},
             "training": {}, "metrics": {}}
     path = tmp_path / "colour.pt"
     save_model_file(torch.jit.script(ColourNet()), meta, path)
+    return path
+
+
+def evaluated(tmp_path: Path) -> tuple[Path, dict]:
+    path = colour_model(tmp_path)
     data = make_dataset(tmp_path / "data", per_class=2)  # red, green, blue: all right
     write_photo(data / "colosseum" / "green.jpg", (40, 200, 40), 99)  # green: read as Eiffel
     negatives = tmp_path / "negatives"
     write_photo(negatives / "grey.jpg", (128, 128, 128), 5)
+    return path, evaluate(path, data, negatives, split="all", plots=tmp_path / "plots")
 
-    report = evaluate(path, data, negatives, split="all", plots=tmp_path / "plots")
+
+def test_evaluate_a_fixed_model_end_to_end(tmp_path: Path):
+    path, report = evaluated(tmp_path)
 
     assert (report["val_images"], report["negatives"]) == (7, 1)
     assert report["val_top1"] == pytest.approx(6 / 7)
@@ -82,3 +98,15 @@ def test_evaluate_a_fixed_model_end_to_end(tmp_path: Path):
     assert LandmarkModel.load(path).threshold == report["threshold"]
     for name in ("confusion.png", "reliability.png", "precision_coverage.png"):
         assert (tmp_path / "plots" / name).stat().st_size > 0
+
+
+def test_compare_writes_its_table_between_markers(tmp_path: Path):
+    path, report = evaluated(tmp_path)
+    doc = tmp_path / "models.md"
+    doc.write_text("# Models\n\nWhy these models.\n")
+    compare([path], doc)
+    compare([path], doc)  # a second run replaces the table, keeps the text
+    text = doc.read_text()
+    assert text.count(BEGIN) == 1 and "Why these models." in text
+    assert f"| colour | colournet | 32 px | {report['val_top1']:.1%} |" in text
+    assert (tmp_path / "plots" / "compare.png").is_file()
