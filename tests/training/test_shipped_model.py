@@ -26,10 +26,10 @@ def test_shipped_model_is_calibrated_small_and_documented(shipped: LandmarkModel
 
 
 def test_shipped_model_tags_held_out_shared_photos(shipped: LandmarkModel, shared_data: Path):
-    """Two validation photos of every eighth landmark: never seen in training."""
+    """Three validation photos of every fourth landmark: never seen in training."""
     samples = evaluation_samples(shipped, shared_data / "landmarks" / "train", "val")
-    chosen = [s for label in range(0, 49, 8) for s in [s for s in samples if s[1] == label][:2]]
+    chosen = [s for label in range(0, 49, 4) for s in [s for s in samples if s[1] == label][:3]]
     batch = torch.stack([load_input(path, shipped.preprocess)[0] for path, _ in chosen])
     predicted = shipped.probabilities(batch).argmax(-1).tolist()
     right = sum(p == label for p, (_, label) in zip(predicted, chosen, strict=True))
-    assert right >= len(chosen) - 1
+    assert right >= 0.9 * len(chosen)  # 39 photos; the validation top-1 is above 93 %
