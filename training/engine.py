@@ -72,7 +72,10 @@ class TrainConfig:
         self.arch = nets.canonical(self.arch)
         if self.arch not in nets.DEFAULT_FREEZE:
             raise ConfigError(f"unknown architecture {self.arch!r}: choose from {nets.ARCHS}")
-        self.data, self.out = Path(self.data), Path(self.out)
+        self.data, self.out, self.cache_dir = Path(self.data), Path(self.out), Path(self.cache_dir)
+        for name in ("gazetteer", "negatives", "resume"):  # from the CLI or a checkpoint's JSON
+            if getattr(self, name) is not None:
+                setattr(self, name, Path(getattr(self, name)))
         self.run_dir = Path(self.run_dir) if self.run_dir else Path("runs") / self.out.stem
         self.freeze = nets.DEFAULT_FREEZE[self.arch] if self.freeze is None else self.freeze
         if self.epochs < 1 or self.batch_size < 1 or self.views < 1:
@@ -335,7 +338,9 @@ class Trainer:
     def fit(self) -> list[dict]:
         config, device = self.config, self.device
         train, val_loader, negatives = self._loaders()
-        steps_per_epoch = math.ceil(len(train) / config.batch_size)  # the last batch is kept
+        full, rest = divmod(len(train), config.batch_size)
+        drop_last = rest == 1  # batch norm cannot train on a batch of one photo
+        steps_per_epoch = full + (rest > 1)
         optimizer = torch.optim.AdamW(param_groups(self.suffix, config.weight_decay), lr=config.lr)
         scheduler = warmup_cosine(optimizer, round(config.warmup_epochs * steps_per_epoch),
                                   config.epochs * steps_per_epoch)
@@ -352,7 +357,8 @@ class Trainer:
             if isinstance(train, CachedViews):
                 train.pick(generator)
             loader = DataLoader(train, batch_size=config.batch_size, shuffle=True,
-                                generator=generator, num_workers=config.workers)
+                                generator=generator, num_workers=config.workers,
+                                drop_last=drop_last)
             self.suffix.train()
             total_loss = correct = seen = 0
             bar = tqdm(loader, desc=f"epoch {self.epoch + 1}/{config.epochs}", leave=False)

@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from synthetic import FIXTURES
+from synthetic import FIXTURES, make_dataset
 
 from phototagger.imaging import PreprocessSpec
 from phototagger.landmarks import read_gazetteer
 from phototagger.model import LandmarkModel
 from training import nets
-from training.export import export_model, model_meta
+from training.engine import TrainConfig, Trainer
+from training.export import export_checkpoint, export_model, model_meta
 
 
 @pytest.mark.parametrize("arch", ["scratch", "efficientnet_lite0"])
@@ -46,3 +47,16 @@ def test_model_file_loads_without_the_training_package(tmp_path: Path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=tmp_path, check=True)
     assert result.stdout.strip() == str(len(classes))
+
+
+def test_export_rebuilds_a_checkpoint(tmp_path: Path):
+    data = make_dataset(tmp_path / "data", per_class=4)
+    trainer = Trainer(TrainConfig(data=data, arch="scratch", img_size=32, epochs=1, batch_size=8,
+                                  out=tmp_path / "m.pt", run_dir=tmp_path / "run", device="cpu"))
+    trainer.fit()
+    path = export_checkpoint(tmp_path / "run" / "checkpoint.ckpt", tmp_path / "again.pt")
+    batch = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        expected = torch.softmax(trainer.model.eval()(batch), -1)
+    torch.testing.assert_close(LandmarkModel.load(path).probabilities(batch), expected)
+    assert LandmarkModel.load(path).meta["training"]["epochs"] == 1
