@@ -90,7 +90,7 @@ def train(ctx: click.Context, plots: Path | None, **options) -> None:
 @click.option("--gazetteer", type=click.Path(path_type=Path))
 @click.option("--plots", type=click.Path(path_type=Path, file_okay=False),
               help="Folder for the PNGs and evaluation.json (default: docs/plots/MODEL-NAME).")
-@click.option("--min-precision", default=0.95, show_default=True,
+@click.option("--min-precision", default=0.97, show_default=True,
               help="The default threshold is the lowest one reaching this precision.")
 @click.option("--write/--no-write", default=True, show_default=True,
               help="Store temperature, threshold and metrics in the model file.")

@@ -69,7 +69,7 @@ def precision_coverage(probs: torch.Tensor, labels: torch.Tensor, negative_probs
     return curve
 
 
-def choose_threshold(curve: list[dict], min_precision: float = 0.95,
+def choose_threshold(curve: list[dict], min_precision: float = 0.97,
                      min_coverage: float = 0.5) -> dict:
     """Precision first: the lowest threshold whose precision reaches ``min_precision``.
 
