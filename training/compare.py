@@ -18,7 +18,7 @@ from phototagger.model import LandmarkModel
 BEGIN, END = "<!-- compare:begin -->", "<!-- compare:end -->"
 
 
-def images_per_second(model: LandmarkModel, batch_size: int = 32, repeats: int = 3) -> float:
+def images_per_second(model: LandmarkModel, batch_size: int = 32, repeats: int = 5) -> float:
     size = model.preprocess.input_size
     batch = torch.randn(batch_size, 3, size, size)
     model.probabilities(batch)  # warm-up: TorchScript optimises on the first calls
