@@ -337,6 +337,7 @@ class Trainer:
     # the loop --------------------------------------------------------------------------------
     def fit(self) -> list[dict]:
         config, device = self.config, self.device
+        tqdm.write(self.describe())
         train, val_loader, negatives = self._loaders()
         full, rest = divmod(len(train), config.batch_size)
         drop_last = rest == 1  # batch norm cannot train on a batch of one photo
@@ -400,6 +401,18 @@ class Trainer:
             self.checkpoint(optimizer, scheduler)
             _write_metrics(csv_path, self.history)
         return self.history
+
+    def describe(self) -> str:
+        """The split, said once at the start of a run (it is also stored in the model file)."""
+        config, dataset = self.config, self.dataset
+        text = (f"{len(dataset.classes)} landmarks, {len(self.split.train)} training and "
+                f"{len(self.split.val)} validation photos (split seed {config.seed}, "
+                f"{config.val_fraction:.0%} of each landmark held out)")
+        if self.negatives_train:
+            text += f"; {len(self.negatives_train)} negatives trained on"
+        if dataset.unmatched:
+            text += f"; not in the gazetteer (no location): {', '.join(dataset.unmatched)}"
+        return text
 
     def training_meta(self) -> dict:
         config = self.config

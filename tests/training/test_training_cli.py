@@ -36,6 +36,7 @@ def test_one_command_trains_calibrates_and_writes_a_loadable_model(tmp_path: Pat
         "--run-dir", str(tmp_path / "run"), "--negatives", str(negatives),
         "--plots", str(tmp_path / "plots")])
     assert result.exit_code == 0, result.output
+    assert "3 landmarks, 12 training and 6 validation photos (split seed 0" in result.output
     assert "top-1" in result.output and "threshold" in result.output
     model = LandmarkModel.load(out)
     assert model.meta["metrics"]["val_images"] == 6
