@@ -8,10 +8,7 @@ import torch
 from phototagger.config import DEFAULT_MODEL
 from phototagger.imaging import load_input
 from phototagger.model import LandmarkModel
-from training.evaluate import evaluation_samples
-
-ICONIC = ("eiffel-tower", "taj-mahal", "colosseum", "statue-of-liberty", "pyramids-of-giza",
-          "christ-the-redeemer", "burj-khalifa", "great-wall-of-china")
+from training.evaluate import evaluation_samples, held_out_negatives
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +26,28 @@ def test_shipped_model_is_calibrated_small_and_documented(shipped: LandmarkModel
 
 
 def test_shipped_model_tags_held_out_shared_photos(shipped: LandmarkModel, shared_data: Path):
-    """The first two validation photos (never trained on) of eight famous landmarks."""
+    """Two held-out photos of every landmark (the first two of the validation split, never
+    trained on, not hand-picked), through phototagger's own loader and model.
+
+    The model measured 94.9 % top-1 on the whole split; 98 photos at that rate give about 93
+    right with a standard deviation near 2, so 86 (88 %) fails only for a real regression.
+    """
     samples = evaluation_samples(shipped, shared_data / "landmarks" / "train", "val")
-    slugs = [landmark.slug for landmark in shipped.classes]
-    chosen = [s for slug in ICONIC for s in [s for s in samples if s[1] == slugs.index(slug)][:2]]
+    chosen = [s for label in range(len(shipped.classes))
+              for s in [s for s in samples if s[1] == label][:2]]
+    assert len(chosen) == 2 * len(shipped.classes)
     batch = torch.stack([load_input(path, shipped.preprocess)[0] for path, _ in chosen])
     predicted = shipped.probabilities(batch).argmax(-1).tolist()
     right = sum(p == label for p, (_, label) in zip(predicted, chosen, strict=True))
-    assert right >= len(chosen) - 1
+    assert right >= 86, f"{right} of {len(chosen)} held-out photos recognised"
+
+
+def test_shipped_model_leaves_held_out_ordinary_photos_untagged(
+    shipped: LandmarkModel, shared_data: Path
+):
+    """Food, scenes and faces it never trained on: at most 3 % may pass its threshold
+    (0.7 % measured on all 448 held-out negatives)."""
+    negatives = held_out_negatives(shipped, shared_data / "negatives")[::4]
+    batch = torch.stack([load_input(path, shipped.preprocess)[0] for path in negatives])
+    tagged = int((shipped.probabilities(batch).max(-1).values >= shipped.threshold).sum())
+    assert tagged <= 0.03 * len(negatives), f"{tagged} of {len(negatives)} negatives tagged"
