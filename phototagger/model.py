@@ -159,7 +159,14 @@ class LandmarkModel:
                     module = torch.jit.load(str(self.path), map_location=self.device)
             except Exception:
                 raise ModelFormatError(f"not a TorchScript model file: {self.path}") from None
-            self._module = module.eval()
+            module = module.eval()
+            if self.device.type == "cpu":
+                # Freezing inlines the weights and folds batch norm into the convolutions:
+                # measured here, EfficientNet-Lite0 went from 25 to 33 images/s on two cores.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", FutureWarning)
+                    module = torch.jit.freeze(module)
+            self._module = module
             self._check_output_width()
         return self._module
 
