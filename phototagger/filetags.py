@@ -7,6 +7,7 @@ as it now is (size, mtime and hash re-read after phototagger changed it).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from sqlalchemy import delete
 from sqlalchemy.orm import Session
@@ -17,6 +18,49 @@ from phototagger.index import path_key
 from phototagger.scan.changes import file_hash
 
 
+@dataclass(frozen=True)
+class FileWrite:
+    """A finished write and the file as it was left (what the index must remember)."""
+
+    result: tags.WriteResult
+    size: int | None
+    mtime_ns: int | None
+    content_hash: str | None
+
+
+def write_file(
+    path: str, request: tags.TagRequest, mode: str, preserve_mtime: bool = False
+) -> FileWrite:
+    """Write the tags into the file and stat it again; touches no database, so it can run on
+    a writer thread while the model works. Raises TagWriteError on refusal."""
+    result = tags.write_tags(path, request, mode=mode, preserve_mtime=preserve_mtime)
+    try:
+        info = os.stat(path)
+        return FileWrite(result, info.st_size, info.st_mtime_ns, file_hash(path))
+    except OSError:  # gone meanwhile: the next scan records it as missing
+        return FileWrite(result, None, None, None)
+
+
+def record_write(
+    session: Session, photo: orm.Photo, request: tags.TagRequest, written: FileWrite
+) -> None:
+    """Remember what was written into the photo's file, and the file as phototagger left it."""
+    session.execute(delete(orm.Write).where(orm.Write.photo_id == photo.id))
+    session.add(
+        orm.Write(
+            photo_id=photo.id,
+            target=path_key(written.result.target)[0],
+            mode=written.result.mode,
+            slug=request.landmark.slug,
+            gps_written=written.result.gps_written,
+        )
+    )
+    photo.write_error = None
+    if written.size is not None:
+        photo.size, photo.mtime_ns = written.size, written.mtime_ns
+        photo.content_hash = written.content_hash
+
+
 def write_photo_tags(
     session: Session,
     photo: orm.Photo,
@@ -24,21 +68,11 @@ def write_photo_tags(
     mode: str,
     preserve_mtime: bool = False,
 ) -> tags.WriteResult:
-    """Write ``request`` into the photo's file (or sidecar); raises TagWriteError on refusal."""
-    result = tags.write_tags(photo.fs_path, request, mode=mode, preserve_mtime=preserve_mtime)
-    session.execute(delete(orm.Write).where(orm.Write.photo_id == photo.id))
-    session.add(
-        orm.Write(
-            photo_id=photo.id,
-            target=path_key(result.target)[0],
-            mode=result.mode,
-            slug=request.landmark.slug,
-            gps_written=result.gps_written,
-        )
-    )
-    photo.write_error = None
-    restat(photo)
-    return result
+    """Write ``request`` into the photo's file (or sidecar) and record it; TagWriteError on
+    refusal."""
+    written = write_file(photo.fs_path, request, mode, preserve_mtime)
+    record_write(session, photo, request, written)
+    return written.result
 
 
 def remove_photo_tags(session: Session, photo: orm.Photo | None, path: str) -> tags.RemoveResult:

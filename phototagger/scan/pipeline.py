@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from tqdm import tqdm
 
 from phototagger import tags
 from phototagger.errors import ConfigError, TagWriteError
-from phototagger.filetags import remove_photo_tags, write_photo_tags
+from phototagger.filetags import FileWrite, record_write, remove_photo_tags, write_file
 from phototagger.index import Library, path_key
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
@@ -82,6 +83,13 @@ class ScanSummary:
         data["images_per_second"] = round(self.images_per_second, 2)
         data["seconds"] = round(self.seconds, 3)
         return data
+
+
+@dataclass
+class PendingWrite:
+    path: str
+    request: tags.TagRequest
+    future: Future[FileWrite]
 
 
 class Scanner:
@@ -175,7 +183,10 @@ class Scanner:
         progress = tqdm(
             total=len(work), unit="photo", disable=not self.options.progress, leave=False
         )
-        with progress:
+        # Tags are written on one writer thread while the model works on the next batch; the
+        # index is only ever touched from this thread.
+        with progress, ThreadPoolExecutor(1, thread_name_prefix="tag-writer") as writer:
+            pending: list[PendingWrite] = []
             for batch in self._batches([item.path for item in work]):
                 decoded = [item for item in batch.items if item.error is None]
                 probabilities = (
@@ -195,11 +206,39 @@ class Scanner:
                     if request is not None:
                         to_write.append((job, request))
                 # Predictions reach the index before any file changes; each write is then
-                # committed on its own, so an interruption loses at most one file's record.
+                # recorded on its own, so an interruption loses at most a few files' records.
                 self._commit(session)
                 for job, request in to_write:
-                    self._write(session, job, request, summary)
+                    future = writer.submit(
+                        write_file,
+                        job.path,
+                        request,
+                        self.options.write,
+                        self.options.preserve_mtime,
+                    )
+                    pending.append(PendingWrite(job.path, request, future))
+                pending = self._record_writes(session, pending, summary, wait=False)
                 progress.update(len(batch.items))
+            self._record_writes(session, pending, summary, wait=True)
+
+    def _record_writes(
+        self, session: Session, pending: list[PendingWrite], summary: ScanSummary, wait: bool
+    ) -> list[PendingWrite]:
+        """Record the writes that are done (all of them with ``wait``); the rest stay pending."""
+        still = []
+        for item in pending:
+            if not wait and not item.future.done():
+                still.append(item)
+                continue
+            photo = self.library.photo_for_update(session, item.path)
+            try:
+                record_write(session, photo, item.request, item.future.result())
+                summary.tagged += 1
+            except TagWriteError as error:
+                photo.write_error = str(error)
+                summary.fail(item.path, f"tags not written: {error}")
+            self._commit(session)
+        return still
 
     def _batches(self, paths: list[str]) -> Iterator[Batch]:
         """Decoded batches in file order; a decoder that kills its worker costs one file.
@@ -318,20 +357,6 @@ class Scanner:
             top_k=[(landmark.name, p) for landmark, p in ranked],
             tagged_at=datetime.now(UTC),
         )
-
-    def _write(
-        self, session: Session, job: Work, request: tags.TagRequest, summary: ScanSummary
-    ) -> None:
-        photo = self.library.photo_for_update(session, job.path)
-        try:
-            write_photo_tags(
-                session, photo, request, self.options.write, self.options.preserve_mtime
-            )
-            summary.tagged += 1
-        except TagWriteError as error:
-            photo.write_error = str(error)
-            summary.fail(job.path, f"tags not written: {error}")
-        self._commit(session)
 
     def _take_back(self, session: Session, photo: orm.Photo, summary: ScanSummary) -> None:
         """The model no longer vouches for an automatic tag: a wrong tag is worse than none."""
