@@ -69,10 +69,11 @@ def eager_network(model: LandmarkModel) -> torch.nn.Module:
         from training import nets
 
         network = nets.build(model.architecture, len(model.classes), pretrained=False)
-        network.load_state_dict(model.module.state_dict())
+        weights = torch.jit.load(str(model.path), map_location="cpu").state_dict()
+        network.load_state_dict(weights)  # from the file: the loaded module is frozen
         return network.eval()
     except Exception as error:  # the training extra is missing or the architecture is unknown
-        print(f"  (eager network unavailable: {error}; baseline uses the TorchScript module)")
+        print(f"  (eager network unavailable: {str(error)[:200]}; baseline uses TorchScript)")
         return model.module
 
 
