@@ -6,14 +6,20 @@ from dataclasses import dataclass, field
 
 from phototagger.model import LandmarkModel
 
-#: Friendly names for the metrics training and evaluation write; others are shown by key.
+#: The metrics evaluation writes that a person can read, in the page's order; True: a share
+#: shown as a percentage. Other keys (nll, settings) stay out of the page.
 METRIC_LABELS = {
-    "val_top1": "Validation accuracy (top 1)",
-    "val_top5": "Validation accuracy (top 5)",
-    "test_top1": "Test accuracy (top 1)",
-    "test_top5": "Test accuracy (top 5)",
-    "ece": "Calibration error (ECE, lower is better)",
-    "negatives_false_tag_rate": "Photos without a landmark that still got one",
+    "val_top1": ("Validation accuracy (top 1)", True),
+    "val_top5": ("Validation accuracy (top 5)", True),
+    "test_top1": ("Test accuracy (top 1)", True),
+    "test_top5": ("Test accuracy (top 5)", True),
+    "precision": ("Tags that are right, at the threshold (precision)", True),
+    "coverage": ("Landmark photos that get a tag (coverage)", True),
+    "negatives_tagged": ("Photos of no landmark that still get one", True),
+    "ece": ("Calibration error (ECE, lower is better)", False),
+    "ece_uncalibrated": ("Calibration error before temperature scaling", False),
+    "val_images": ("Validation photos", False),
+    "negatives": ("Photos of no landmark measured", False),
 }
 #: The training facts worth a sentence; the rest of ``meta["training"]`` goes under "details".
 TRAINING_LABELS = {
@@ -96,11 +102,11 @@ def model_facts(model: LandmarkModel) -> ModelFacts:
 
 def _metrics(metrics: dict) -> list[Metric]:
     shown = []
-    for key, value in metrics.items():
+    for key, (label, percent) in METRIC_LABELS.items():
+        value = metrics.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
-        label = METRIC_LABELS.get(key, key.replace("_", " "))
-        shown.append(Metric(key, label, float(value), key != "ece" and 0 <= value <= 1))
+        shown.append(Metric(key, label, float(value), percent and 0 <= value <= 1))
     return shown
 
 

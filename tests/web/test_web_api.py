@@ -402,7 +402,7 @@ def test_unexpected_errors_are_messages_not_tracebacks(client, monkeypatch):
 def test_about_page_reflects_on_the_model(tmp_path, library):
     measured = build_tiny_model(
         tmp_path / "measured.pt",
-        metrics={"val_top1": 0.8123, "val_top5": 0.95, "ece": 0.031,
+        metrics={"val_top1": 0.8123, "val_top5": 0.95, "ece": 0.031, "nll": 0.22,
                  "per_class": {"colosseum": {"top1": 0.41}, "taj-mahal": 0.97,
                                "eiffel-tower": 0.6}},
         training={"data": "landmarks/train", "images": 6589, "val_images": 988, "lr": 0.002,
@@ -411,6 +411,7 @@ def test_about_page_reflects_on_the_model(tmp_path, library):
     client = create_app(LandmarkModel.load(measured, "cpu"), library).test_client()
     html = client.get("/about").get_data(as_text=True)
     assert "81.2%" in html and "95.0%" in html and "0.031" in html
+    assert "nll" not in html and "22.0%" not in html  # not a share: left out, never a percentage
     assert html.index("Colosseum: 41%") < html.index("Eiffel Tower: 60%")
     assert "6589" in html and "(988 of them)" in html and "Known weaknesses" in html
     assert "fewest: Colosseum 120, Taj Mahal 300" in html
