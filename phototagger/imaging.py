@@ -44,7 +44,6 @@ _HEIF_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b
 _EXIF_DATETIME_ORIGINAL = 0x9003
 _EXIF_DATETIME = 0x0132
 _EXIF_IFD = 0x8769
-_GPS_IFD = 0x8825
 
 
 def sniff_format(head: bytes) -> str | None:
@@ -103,7 +102,6 @@ class ImageFacts:
     width: int
     height: int
     taken_at: datetime | None
-    camera_gps: tuple[float, float] | None = None
 
 
 def read_file(path: str | Path) -> bytes:
@@ -167,7 +165,7 @@ def decode(data: bytes, min_side: int | None = None) -> tuple[Image.Image, Image
         image = _to_rgb(image)
     if exif.get(0x0112) in (5, 6, 7, 8):
         width, height = height, width
-    return image, ImageFacts(kind, width, height, _taken_at(exif), _camera_gps(exif))
+    return image, ImageFacts(kind, width, height, _taken_at(exif))
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -192,27 +190,6 @@ def _taken_at(exif: Image.Exif) -> datetime | None:
         return datetime.strptime(raw.strip("\x00 ")[:19], "%Y:%m:%d %H:%M:%S")
     except ValueError:
         return None
-
-
-def _camera_gps(exif: Image.Exif) -> tuple[float, float] | None:
-    """Latitude and longitude from the EXIF GPS IFD, or None when absent or unreadable."""
-    try:
-        gps = exif.get_ifd(_GPS_IFD)
-        lat = _degrees(gps[2], gps.get(1, "N"), "S")
-        lon = _degrees(gps[4], gps.get(3, "E"), "W")
-    except Exception:
-        return None
-    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-        return None
-    return lat, lon
-
-
-def _degrees(parts, ref, negative: str) -> float:
-    degrees, minutes, seconds = (float(p) for p in parts)
-    value = degrees + minutes / 60 + seconds / 3600
-    if isinstance(ref, bytes):
-        ref = ref.decode("ascii", "replace")
-    return -value if str(ref).strip("\x00 ").upper() == negative else value
 
 
 def to_input(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:

@@ -336,3 +336,12 @@ def test_a_decoder_that_kills_its_worker_costs_only_its_file(library, model, tmp
     assert [(Path(f["path"]).name, f["reason"]) for f in summary.failed] == [
         ("3.jpg", "the decoder crashed on this file")]
     assert summary.predicted == 6
+
+
+def test_phototaggers_own_gps_estimate_is_never_taken_for_the_cameras(library, model, tmp_path):
+    root = tmp_path / "photos"
+    write_jpeg(root / "no-gps.jpg")
+    scan(library, model, root)
+    assert tags.read_tags(root / "no-gps.jpg").gps_written  # an estimate went into the file
+    scan(library, model, root, force=True)
+    assert photos(library)["no-gps.jpg"].camera_latitude is None

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from phototagger.errors import ImageError
 from phototagger.imaging import ImageFacts, PreprocessSpec, prepare, read_file
+from phototagger.tags import read_camera_gps
 
 
 @dataclass
@@ -26,6 +27,8 @@ class Decoded:
     path: str
     content_hash: str | None = None
     facts: ImageFacts | None = None
+    #: The camera's own GPS position (phototagger's estimates are not the camera's).
+    camera_gps: tuple[float, float] | None = None
     error: str | None = None
 
 
@@ -56,6 +59,7 @@ class PhotoDataset(Dataset):
             data = read_file(path)
             outcome.content_hash = hashlib.sha256(data).hexdigest()
             tensor, outcome.facts = prepare(data, self.spec)
+            outcome.camera_gps = read_camera_gps(path)
             return outcome, tensor
         except ImageError as error:
             outcome.error = str(error)

@@ -22,7 +22,13 @@ from tqdm import tqdm
 
 from phototagger import tags
 from phototagger.errors import ConfigError, TagWriteError
-from phototagger.filetags import FileWrite, record_write, remove_photo_tags, write_file
+from phototagger.filetags import (
+    WRITE_MODES,
+    FileWrite,
+    record_write,
+    remove_photo_tags,
+    write_file,
+)
 from phototagger.index import Library, path_key
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
@@ -33,7 +39,6 @@ if TYPE_CHECKING:
 from phototagger.scan.walk import walk
 
 log = logging.getLogger("phototagger.scan")
-WRITE_MODES = ("embed", "sidecar", "none")
 
 
 @dataclass
@@ -310,7 +315,7 @@ class Scanner:
         photo.size, photo.mtime_ns, photo.content_hash = job.size, job.mtime_ns, item.content_hash
         photo.format, photo.width, photo.height = facts.format, facts.width, facts.height
         photo.taken_at = facts.taken_at
-        photo.camera_latitude, photo.camera_longitude = facts.camera_gps or (None, None)
+        photo.camera_latitude, photo.camera_longitude = item.camera_gps or (None, None)
         photo.status, photo.error, photo.last_seen = "ok", None, datetime.now(UTC)
         session.flush()
         session.execute(
