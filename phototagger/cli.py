@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from phototagger import config
 from phototagger.errors import ConfigError, PhototaggerError
+from phototagger.filetags import WRITE_MODES
 
 if TYPE_CHECKING:
     from phototagger.index import Library
@@ -134,7 +135,7 @@ def main() -> None:
     "write",
     default="embed",
     show_default=True,
-    type=click.Choice(["embed", "sidecar", "none"]),
+    type=click.Choice(WRITE_MODES),
     help="Tags into the file (lossless; a sidecar where that is not safe), "
     "into NAME.ext.xmp sidecars only, or into the index only.",
 )
@@ -330,9 +331,7 @@ def _print_table(rows: list[dict]) -> None:
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--landmark", required=True, help="The landmark the photos show.")
-@click.option(
-    "--write", default="embed", show_default=True, type=click.Choice(["embed", "sidecar", "none"])
-)
+@click.option("--write", default="embed", show_default=True, type=click.Choice(WRITE_MODES))
 @model_option
 @wait_option
 @db_option

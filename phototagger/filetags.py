@@ -17,6 +17,9 @@ from phototagger.index import models as orm
 from phototagger.index import path_key
 from phototagger.scan.changes import file_hash
 
+#: Where tags go: into the file where that is lossless (else a sidecar), sidecars only, nowhere.
+WRITE_MODES = ("embed", "sidecar", "none")
+
 
 @dataclass(frozen=True)
 class FileWrite:
@@ -34,11 +37,7 @@ def write_file(
     """Write the tags into the file and stat it again; touches no database, so it can run on
     a writer thread while the model works. Raises TagWriteError on refusal."""
     result = tags.write_tags(path, request, mode=mode, preserve_mtime=preserve_mtime)
-    try:
-        info = os.stat(path)
-        return FileWrite(result, info.st_size, info.st_mtime_ns, file_hash(path))
-    except OSError:  # gone meanwhile: the next scan records it as missing
-        return FileWrite(result, None, None, None)
+    return FileWrite(result, *_file_state(path))
 
 
 def record_write(
@@ -62,15 +61,11 @@ def record_write(
 
 
 def write_photo_tags(
-    session: Session,
-    photo: orm.Photo,
-    request: tags.TagRequest,
-    mode: str,
-    preserve_mtime: bool = False,
+    session: Session, photo: orm.Photo, request: tags.TagRequest, mode: str
 ) -> tags.WriteResult:
     """Write ``request`` into the photo's file (or sidecar) and record it; TagWriteError on
     refusal."""
-    written = write_file(photo.fs_path, request, mode, preserve_mtime)
+    written = write_file(photo.fs_path, request, mode)
     record_write(session, photo, request, written)
     return written.result
 
@@ -87,9 +82,15 @@ def remove_photo_tags(session: Session, photo: orm.Photo | None, path: str) -> t
 
 def restat(photo: orm.Photo) -> None:
     """Remember the file as phototagger left it, so the next scan does not see a change."""
+    size, mtime_ns, content_hash = _file_state(photo.fs_path)
+    if size is not None:
+        photo.size, photo.mtime_ns, photo.content_hash = size, mtime_ns, content_hash
+
+
+def _file_state(path: str) -> tuple[int | None, int | None, str | None]:
+    """Size, mtime and hash of the file; all None if it is gone (the next scan says missing)."""
     try:
-        info = os.stat(photo.fs_path)
-        photo.size, photo.mtime_ns = info.st_size, info.st_mtime_ns
-        photo.content_hash = file_hash(photo.fs_path)
+        info = os.stat(path)
+        return info.st_size, info.st_mtime_ns, file_hash(path)
     except OSError:
-        pass  # gone meanwhile: the next scan records it as missing
+        return None, None, None

@@ -22,8 +22,8 @@ from torchvision.transforms import v2
 from phototagger.errors import ConfigError, ImageError
 from phototagger.imaging import open_image
 from phototagger.landmarks import Landmark, fold, match, read_gazetteer
+from phototagger.scan.walk import IMAGE_EXTENSIONS
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".heic", ".heif", ".bmp"}
 _NUMBERED = re.compile(r"^\d+\.(.+)$")
 
 
@@ -38,7 +38,7 @@ def folder_slug(folder: str) -> tuple[str, str]:
 
 def list_images(folder: Path) -> list[Path]:
     return sorted(
-        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
     )
 
 

@@ -140,11 +140,11 @@ def evaluate(model_path: str | Path, data: str | Path, negatives: str | Path | N
         draw_all(report, slugs, Path(plots), model.name)
         (Path(plots) / "evaluation.json").write_text(json.dumps(report, indent=1))
     if write:
-        store(model_path, model, report)
+        store(model_path, report)
     return report
 
 
-def store(model_path: str | Path, model: LandmarkModel, report: dict) -> None:
+def store(model_path: str | Path, report: dict) -> None:
     """Write temperature, threshold and the headline metrics into the model file."""
     meta = read_meta(model_path)
     meta["temperature"] = round(report["temperature"], 5)

@@ -1,9 +1,10 @@
-"""EXIF GPS in and out without moving a single existing byte of the TIFF block.
+"""EXIF GPS in and out; adding and exact undo never move an existing byte of the TIFF block.
 
 Maker notes hold offsets into the block, so the block is never re-serialised: a new GPS IFD and a
 copy of IFD0 with one extra entry (the GPSInfo pointer) are appended at its end and the header is
 re-pointed at the copy. Undo re-points the header at the original IFD0 and cuts the tail off,
-which gives back the original bytes exactly.
+which gives back the original bytes exactly. When another tool has rewritten the block since,
+``remove_gps`` takes phototagger's GPS entries out in place instead (zeroing what they held).
 """
 
 from __future__ import annotations

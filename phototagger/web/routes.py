@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from phototagger.corrections import Outcome, confirm_landmark, remove_landmark
 from phototagger.errors import ConfigError, ImageError
+from phototagger.filetags import WRITE_MODES
 from phototagger.index import Library
 from phototagger.index import models as orm
 from phototagger.landmarks import Landmark
@@ -36,7 +37,6 @@ from phototagger.web.images import (
 )
 
 blueprint = Blueprint("web", __name__)
-WRITE_MODES = ("embed", "sidecar", "none")
 SEARCH_LIMIT = 500
 #: One inference at a time: the model already uses every core, threads would only fight.
 _inference = threading.Lock()
