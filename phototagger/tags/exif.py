@@ -175,7 +175,7 @@ def add_gps(tiff: bytes, lat: float, lon: float, note: str) -> bytes:
     kept: list[Entry] = []
     if old_pointer is not None:
         kept = _read_ifd(tiff, e, _pointer(e, old_pointer))
-        if {1, 2, 3, 4, 0x1B} & {x.tag for x in kept}:
+        if OUR_GPS_TAGS & {x.tag for x in kept}:
             raise ExifError("the photo already has a GPS position")
     base = len(tiff) + (len(tiff) % 2)
     others = [x for x in ifd0.entries if x.tag != GPS_POINTER]

@@ -12,7 +12,6 @@ import io
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 import defusedxml.ElementTree as SafeET
@@ -56,7 +55,6 @@ def q(name: str) -> str:
 
 
 RDF_DESC, RDF_LI, RDF_ABOUT = q("rdf:Description"), q("rdf:li"), q("rdf:about")
-PT_ADDED = q("phototagger:added")
 
 
 @dataclass
@@ -84,7 +82,6 @@ class OurTags:
     gps_written: bool
     added: list[str]
     exif_restore: tuple[int, int] | None
-    where: Path | None = None
     exif_sha256: str | None = None  # of the EXIF block, when phototagger created all of it
 
 
