@@ -93,6 +93,7 @@ class ScanSummary:
 @dataclass
 class PendingWrite:
     path: str
+    photo_id: int
     request: tags.TagRequest
     future: Future[FileWrite]
 
@@ -205,15 +206,15 @@ class Scanner:
                     if item.error is not None:
                         self._record_failure(session, job, item, summary)
                         continue
-                    request = self._record(
+                    photo, request = self._record(
                         session, job, item, answers[item.index], model_row, summary
                     )
                     if request is not None:
-                        to_write.append((job, request))
+                        to_write.append((job, photo, request))
                 # Predictions reach the index before any file changes; each write is then
                 # recorded on its own, so an interruption loses at most a few files' records.
                 self._commit(session)
-                for job, request in to_write:
+                for job, photo, request in to_write:
                     future = writer.submit(
                         write_file,
                         job.path,
@@ -221,7 +222,7 @@ class Scanner:
                         self.options.write,
                         self.options.preserve_mtime,
                     )
-                    pending.append(PendingWrite(job.path, request, future))
+                    pending.append(PendingWrite(job.path, photo.id, request, future))
                 pending = self._record_writes(session, pending, summary, wait=False)
                 progress.update(len(batch.items))
             self._record_writes(session, pending, summary, wait=True)
@@ -235,7 +236,7 @@ class Scanner:
             if not wait and not item.future.done():
                 still.append(item)
                 continue
-            photo = self.library.photo_for_update(session, item.path)
+            photo = session.get(orm.Photo, item.photo_id)
             try:
                 record_write(session, photo, item.request, item.future.result())
                 summary.tagged += 1
@@ -308,7 +309,7 @@ class Scanner:
         ranked: list,
         model_row: orm.Model,
         summary: ScanSummary,
-    ) -> tags.TagRequest | None:
+    ) -> tuple[orm.Photo, tags.TagRequest | None]:
         """Put one photo's predictions in the index; the tags to write into its file, if any."""
         photo = self.library.photo_for_update(session, job.path)
         facts = item.facts
@@ -337,24 +338,23 @@ class Scanner:
         best, confidence = ranked[0]
         if photo.tag_state in ("confirmed", "removed"):
             summary.kept_by_person += 1
-            return None
+            return photo, None
         if confidence < self.threshold:
             summary.below_threshold += 1
             if photo.tag_state == "auto":
                 self._take_back(session, photo, summary)
-            return None
-        already_written = any(write.slug == best.slug for write in photo.writes)
+            return photo, None
         photo.landmark_slug, photo.confidence = best.slug, confidence
         photo.tag_state, photo.model_pk = "auto", model_row.id
         if self.options.write == "none" or self.options.dry_run:
             summary.tagged += 1
-            return None
-        if job.reason == "new-model" and already_written:
+            return photo, None
+        if job.reason == "new-model" and any(w.slug == best.slug for w in photo.writes):
             # The file is unchanged and already says this landmark: don't rewrite it just
             # because the model version changed.
             summary.tagged += 1
-            return None
-        return tags.TagRequest(
+            return photo, None
+        return photo, tags.TagRequest(
             landmark=best,
             confidence=confidence,
             source="model",
