@@ -9,6 +9,7 @@ What it measures, on one folder of 12-megapixel JPEGs made here (real landmark p
 with grain added so they compress like camera files, 3-5 MB each):
 - decode floor: phototagger's own DataLoader decoding (draft + resize) with no model at all;
 - naive baseline: full Pillow decode, one image at a time, the eager network, batch of one;
+- model alone: the loaded (frozen) network on preprocessed batches, no decoding;
 - phototagger scan: the whole pipeline (walk, hash, decode, batched TorchScript, index, tags);
 - rescan: a library of N unchanged files already in the index, scanned again;
 - peak memory (RSS) of this process and of its decoding workers.
@@ -86,6 +87,17 @@ def naive_baseline(model: LandmarkModel, paths: list[Path]) -> float:
             logits = network(to_input(image, model.preprocess).unsqueeze(0))
             torch.softmax(logits / model.temperature, dim=-1)
     return time.perf_counter() - started
+
+
+def model_alone(model: LandmarkModel, batch: int, repeats: int = 5) -> float:
+    """images/s of the network by itself, on preprocessed random batches (no decoding)."""
+    size = model.preprocess.input_size
+    inputs = torch.randn(batch, 3, size, size)
+    model.probabilities(inputs)  # load, freeze and warm up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        model.probabilities(inputs)
+    return batch * repeats / (time.perf_counter() - started)
 
 
 def decode_floor(model: LandmarkModel, paths: list[Path], workers: int, batch: int) -> float:
@@ -178,6 +190,7 @@ def main() -> None:
         baseline = naive_baseline(model, baseline_paths)
         reset_peak_rss()  # the baseline's full 12 MP decodes are not the scan's memory
         floor = decode_floor(model, paths, args.workers, args.batch_size)
+        network_rate = model_alone(model, args.batch_size)
         scan_seconds, summary = full_scan(model, work / "photos", args.workers, args.batch_size)
         own, worker = peak_rss_mb()
         floor_rate, scan_rate = len(paths) / floor, len(paths) / scan_seconds
@@ -187,6 +200,8 @@ def main() -> None:
         print(f"{'naive baseline (full decode, batch 1, eager)':44s} {baseline_rate:9.1f} {1:9.2f}")
         print(f"{'decode floor (DataLoader, draft, no model)':44s} {floor_rate:9.1f} "
               f"{floor_rate / baseline_rate:9.2f}")
+        print(f"{'model alone (batched, no decoding)':44s} {network_rate:9.1f} "
+              f"{network_rate / baseline_rate:9.2f}")
         print(f"{'phototagger scan (end to end, tags written)':44s} {scan_rate:9.1f} "
               f"{scan_rate / baseline_rate:9.2f}")
         print(f"scan reached {scan_rate / floor_rate:.0%} of the decode floor; "
