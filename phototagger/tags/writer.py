@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from pathlib import Path
 
@@ -54,15 +54,8 @@ class RemoveResult:
 
 
 @dataclass
-class ReadTags:
-    landmark: str
-    slug: str
-    confidence: float | None
-    source: str
-    model: str | None
-    tagged_at: datetime | None
-    gps_written: bool
-    where: Path
+class ReadTags(xmp.Provenance):
+    where: Path  # the photo itself or the sidecar the record was read from
 
 
 class _Refused(Exception):
@@ -298,16 +291,8 @@ def read_tags(path: str | Path) -> ReadTags | None:
         found,
         key=lambda item: item[0].tagged_at.timestamp() if item[0].tagged_at else float("-inf"),
     )
-    return ReadTags(
-        landmark=record.landmark,
-        slug=record.slug,
-        confidence=record.confidence,
-        source=record.source,
-        model=record.model,
-        tagged_at=record.tagged_at,
-        gps_written=record.gps_written,
-        where=where,
-    )
+    shared = {item.name: getattr(record, item.name) for item in fields(xmp.Provenance)}
+    return ReadTags(**shared, where=where)
 
 
 # -- sidecars -----------------------------------------------------------------------------

@@ -70,8 +70,8 @@ class Entry:
 
 
 @dataclass
-class OurTags:
-    """phototagger's own record, as read back from a packet."""
+class Provenance:
+    """What phototagger wrote and why: the part of its record that callers read."""
 
     landmark: str
     slug: str
@@ -80,6 +80,12 @@ class OurTags:
     model: str | None
     tagged_at: datetime | None
     gps_written: bool
+
+
+@dataclass
+class OurTags(Provenance):
+    """phototagger's own record, as read back from a packet, with what undo needs."""
+
     added: list[str]
     exif_restore: tuple[int, int] | None
     exif_sha256: str | None = None  # of the EXIF block, when phototagger created all of it
