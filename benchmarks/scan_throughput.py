@@ -72,7 +72,7 @@ def eager_network(model: LandmarkModel) -> torch.nn.Module:
         network = nets.build(model.architecture, len(model.classes), pretrained=False)
         weights = torch.jit.load(str(model.path), map_location="cpu").state_dict()
         network.load_state_dict(weights)  # from the file: the loaded module is frozen
-        return network.eval()
+        return network.eval().to(model.device)
     except Exception as error:  # the training extra is missing or the architecture is unknown
         print(f"  (eager network unavailable: {str(error)[:200]}; baseline uses TorchScript)")
         return model.module
@@ -84,8 +84,8 @@ def naive_baseline(model: LandmarkModel, paths: list[Path]) -> float:
     with torch.inference_mode():
         for path in paths:
             image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")  # full decode
-            logits = network(to_input(image, model.preprocess).unsqueeze(0))
-            torch.softmax(logits / model.temperature, dim=-1)
+            logits = network(to_input(image, model.preprocess).unsqueeze(0).to(model.device))
+            torch.softmax(logits / model.temperature, dim=-1).cpu()
     return time.perf_counter() - started
 
 
@@ -172,10 +172,11 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=config.DEFAULT_MODEL)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--keep", action="store_true", help="keep the generated folder")
     args = parser.parse_args()
 
-    model = LandmarkModel.load(args.model, "auto")
+    model = LandmarkModel.load(args.model, args.device)
     work = Path(tempfile.mkdtemp(prefix="phototagger-bench-"))
     try:
         print(f"model: {model.model_id} ({model.architecture}, {model.preprocess.input_size} px)"
