@@ -11,6 +11,7 @@ with grain added so they compress like camera files, 3-5 MB each):
 - naive baseline: full Pillow decode, one image at a time, the eager network, batch of one;
 - model alone: the loaded (frozen) network on preprocessed batches, no decoding;
 - phototagger scan: the whole pipeline (walk, hash, decode, batched TorchScript, index, tags);
+- the same scan with ``--write none``: the index only, so the cost of writing tags shows;
 - rescan: a library of N unchanged files already in the index, scanned again;
 - peak memory (RSS) of this process and of its decoding workers.
 """
@@ -108,9 +109,10 @@ def decode_floor(model: LandmarkModel, paths: list[Path], workers: int, batch: i
     return time.perf_counter() - started
 
 
-def full_scan(model: LandmarkModel, folder: Path, workers: int, batch: int) -> tuple[float, dict]:
-    library = Library(f"sqlite:///{folder.parent / 'scan.sqlite3'}")
-    options = ScanOptions(batch_size=batch, workers=workers, threshold=0.0)
+def full_scan(model: LandmarkModel, folder: Path, workers: int, batch: int,
+              write: str = "embed") -> tuple[float, dict]:
+    library = Library(f"sqlite:///{folder.parent / f'scan-{write}.sqlite3'}")
+    options = ScanOptions(batch_size=batch, workers=workers, threshold=0.0, write=write)
     started = time.perf_counter()
     summary = Scanner(library, model, options).run([folder])
     return time.perf_counter() - started, summary.to_dict()
@@ -192,8 +194,11 @@ def main() -> None:
         reset_peak_rss()  # the baseline's full 12 MP decodes are not the scan's memory
         floor = decode_floor(model, paths, args.workers, args.batch_size)
         network_rate = model_alone(model, args.batch_size)
+        no_tags_seconds, _ = full_scan(model, work / "photos", args.workers, args.batch_size,
+                                       write="none")
         scan_seconds, summary = full_scan(model, work / "photos", args.workers, args.batch_size)
         own, worker = peak_rss_mb()
+        no_tags_rate = len(paths) / no_tags_seconds
         floor_rate, scan_rate = len(paths) / floor, len(paths) / scan_seconds
         baseline_rate = len(baseline_paths) / baseline
         print()
@@ -203,6 +208,8 @@ def main() -> None:
               f"{floor_rate / baseline_rate:9.2f}")
         print(f"{'model alone (batched, no decoding)':44s} {network_rate:9.1f} "
               f"{network_rate / baseline_rate:9.2f}")
+        print(f"{'phototagger scan --write none (index only)':44s} {no_tags_rate:9.1f} "
+              f"{no_tags_rate / baseline_rate:9.2f}")
         print(f"{'phototagger scan (end to end, tags written)':44s} {scan_rate:9.1f} "
               f"{scan_rate / baseline_rate:9.2f}")
         print(f"scan reached {scan_rate / floor_rate:.0%} of the decode floor; "

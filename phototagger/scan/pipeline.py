@@ -90,6 +90,12 @@ class ScanSummary:
         return data
 
 
+#: A write spends much of its time waiting for fsync (file, then folder), so a few threads
+#: keep a fast disk busy while the model works. The walk yields each real file once (hard and
+#: symbolic links included), so no two threads ever write the same file.
+WRITER_THREADS = 4
+
+
 @dataclass
 class PendingWrite:
     path: str
@@ -189,9 +195,10 @@ class Scanner:
         progress = tqdm(
             total=len(work), unit="photo", disable=not self.options.progress, leave=False
         )
-        # Tags are written on one writer thread while the model works on the next batch; the
+        # Tags are written on writer threads while the model works on the next batch; the
         # index is only ever touched from this thread.
-        with progress, ThreadPoolExecutor(1, thread_name_prefix="tag-writer") as writer:
+        writers = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="tag-writer")
+        with progress, writers as writer:
             pending: list[PendingWrite] = []
             for batch in self._batches([item.path for item in work]):
                 decoded = [item for item in batch.items if item.error is None]

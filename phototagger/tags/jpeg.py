@@ -6,7 +6,6 @@ Everything from the first SOS on is kept as one opaque block, byte for byte.
 
 from __future__ import annotations
 
-import hashlib
 import struct
 from dataclasses import dataclass, field
 
@@ -46,9 +45,6 @@ class Jpeg:
 
     def to_bytes(self) -> bytes:
         return SOI + b"".join(s.to_bytes() for s in self.segments) + self.scan
-
-    def scan_digest(self) -> str:
-        return hashlib.sha256(self.scan).hexdigest()
 
     def indexes(self, marker: int, ident: bytes) -> list[int]:
         return [i for i, s in enumerate(self.segments) if s.is_app(marker, ident)]
