@@ -218,8 +218,7 @@ class Scanner:
                     )
                     if request is not None:
                         to_write.append((job, photo, request))
-                # Predictions reach the index before any file changes; each write is then
-                # recorded on its own, so an interruption loses at most a few files' records.
+                # Predictions reach the index before any file changes.
                 self._commit(session)
                 for job, photo, request in to_write:
                     future = writer.submit(
@@ -237,7 +236,11 @@ class Scanner:
     def _record_writes(
         self, session: Session, pending: list[PendingWrite], summary: ScanSummary, wait: bool
     ) -> list[PendingWrite]:
-        """Record the writes that are done (all of them with ``wait``); the rest stay pending."""
+        """Record the writes that are done (all of them with ``wait``); the rest stay pending.
+
+        One commit for all that finished: a record lost to an interruption only means the next
+        scan sees the file changed and tags it again, replacing its own entries.
+        """
         still = []
         for item in pending:
             if not wait and not item.future.done():
@@ -250,6 +253,7 @@ class Scanner:
             except TagWriteError as error:
                 photo.write_error = str(error)
                 summary.fail(item.path, f"tags not written: {error}")
+        if len(still) < len(pending):
             self._commit(session)
         return still
 
@@ -319,6 +323,7 @@ class Scanner:
     ) -> tuple[orm.Photo, tags.TagRequest | None]:
         """Put one photo's predictions in the index; the tags to write into its file, if any."""
         photo = self.library.photo_for_update(session, job.path)
+        is_new = photo.id is None
         facts = item.facts
         photo.size, photo.mtime_ns, photo.content_hash = job.size, job.mtime_ns, item.content_hash
         photo.format, photo.width, photo.height = facts.format, facts.width, facts.height
@@ -326,11 +331,12 @@ class Scanner:
         photo.camera_latitude, photo.camera_longitude = item.camera_gps or (None, None)
         photo.status, photo.error, photo.last_seen = "ok", None, datetime.now(UTC)
         session.flush()
-        session.execute(
-            delete(orm.Prediction).where(
-                orm.Prediction.photo_id == photo.id, orm.Prediction.model_pk == model_row.id
+        if not is_new:  # a row inserted just now has no predictions to replace
+            session.execute(
+                delete(orm.Prediction).where(
+                    orm.Prediction.photo_id == photo.id, orm.Prediction.model_pk == model_row.id
+                )
             )
-        )
         session.add_all(
             orm.Prediction(
                 photo_id=photo.id,
