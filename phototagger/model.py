@@ -26,6 +26,10 @@ META_NAME = "phototagger.json"
 FORMAT = "phototagger-model"
 FORMAT_VERSION = 1
 DEVICES = ("auto", "cpu", "cuda")
+#: On a CPU the network runs this many images at a time, whatever the batch: the activations
+#: of a few images stay in cache. Measured on two cores with EfficientNet-Lite0 at 224 px:
+#: about 50 images/s in chunks of 4 against 33 for a whole batch of 32.
+CPU_CHUNK = 4
 _REQUIRED = ("name", "version", "architecture", "classes", "preprocess")
 
 
@@ -193,8 +197,9 @@ class LandmarkModel:
         on_cuda = self.device.type == "cuda"
         batch = batch.to(self.device, non_blocking=on_cuda)
         autocast = torch.autocast("cuda", dtype=torch.float16) if on_cuda else nullcontext()
+        chunks = [batch] if on_cuda else batch.split(CPU_CHUNK)
         with torch.inference_mode(), autocast:
-            logits = module(batch)
+            logits = torch.cat([module(chunk) for chunk in chunks])
         logits = logits.float() / self.temperature
         return torch.softmax(logits, dim=-1).cpu()
 
