@@ -432,7 +432,7 @@ def db() -> None:
 def upgrade(db) -> None:
     """Bring the index to the current schema (scans also do this on first use)."""
     library = open_library(db)
-    click.echo(f"index is up to date: {library.url}")
+    click.echo(f"index is up to date: {library.shown_url}")
 
 
 @main.command()

@@ -24,6 +24,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+#: Text that sorts by code point whatever the database's collation: a server's default
+#: (en_US, ICU) ignores case and punctuation, which breaks ``path >= '/a/'`` ranges.
+BYTE_ORDER_TEXT = Text().with_variant(Text(collation="C"), "postgresql")
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -79,8 +83,9 @@ class Photo(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     #: The path as text; names that are not valid UTF-8 are shown with backslash escapes here
-    #: and kept exactly in ``path_bytes``.
-    path: Mapped[str] = mapped_column(Text, unique=True)
+    #: and kept exactly in ``path_bytes``. Compared byte by byte (SQLite's way, "C" on
+    #: PostgreSQL), so that a folder is a range of the index and case counts, as on disk.
+    path: Mapped[str] = mapped_column(BYTE_ORDER_TEXT, unique=True)
     path_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
     size: Mapped[int | None] = mapped_column(BigInteger)
     mtime_ns: Mapped[int | None] = mapped_column(BigInteger)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from platformdirs import user_cache_dir
 from sqlalchemy import create_engine, event, func, select
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
@@ -59,10 +60,12 @@ class Library:
 
     def __init__(self, url: str, migrate: bool = True):
         self.url = url
+        #: The URL to print: a server's password must not end up in cron mail or logs.
+        self.shown_url = _without_password(url)
         try:
             self.engine = _make_engine(url)
         except (SQLAlchemyError, ValueError, OSError) as error:
-            raise ConfigError(f"cannot open index {url}: {error}") from None
+            raise ConfigError(f"cannot open index {self.shown_url}: {error}") from None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
         if migrate:
             self.upgrade()
@@ -76,10 +79,17 @@ class Library:
         config.set_main_option("script_location", str(Path(migrations.__file__).parent))
         try:
             with self.engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    # Two first uses at once would both create the tables and one would fail:
+                    # the second waits for the first's commit, then finds nothing to do.
+                    key = _advisory_key(connection, "migrate")
+                    connection.execute(select(func.pg_advisory_xact_lock(key)))
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
         except SQLAlchemyError as error:
-            raise ConfigError(f"cannot prepare index {self.url}: {error.orig or error}") from None
+            raise ConfigError(
+                f"cannot prepare index {self.shown_url}: {error.orig or error}"
+            ) from None
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -88,7 +98,17 @@ class Library:
 
     @contextmanager
     def lock(self, wait: float = 0) -> Iterator[None]:
-        """Hold the index's scan lock; a second scan waits ``wait`` seconds, then gives up."""
+        """Hold the index's scan lock; a second scan waits ``wait`` seconds, then gives up.
+
+        SQLite: a file lock next to the database. PostgreSQL: an advisory lock on the server,
+        so that scans from any machine, by any spelling of the URL, exclude each other, and a
+        scan that is killed frees it with its connection. Other servers: a lock file per URL,
+        which only keeps out scans on this machine.
+        """
+        if self.engine.dialect.name == "postgresql":
+            with _advisory_lock(self.engine, wait):
+                yield
+            return
         lock_path = _lock_path(self.url)
         if lock_path is None:
             yield
@@ -97,10 +117,7 @@ class Library:
         try:
             lock.acquire(timeout=wait)
         except Timeout:
-            raise IndexLockedError(
-                f"another phototagger scan is using this index (lock {lock_path});"
-                " try again later or pass --wait SECONDS"
-            ) from None
+            raise IndexLockedError(_locked_message(f"lock {lock_path}")) from None
         try:
             yield
         finally:
@@ -276,6 +293,14 @@ def _field_matches(row: orm.Landmark, field: str, folded: str) -> bool:
     return bool(value) and folded in gazetteer.fold(value)
 
 
+def _without_password(url: str) -> str:
+    try:
+        parsed = make_url(url)
+    except (SQLAlchemyError, ValueError):
+        return url
+    return parsed.render_as_string(hide_password=True) if parsed.password else url
+
+
 def _make_engine(url: str) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -297,6 +322,53 @@ def _make_engine(url: str) -> Engine:
         cursor.close()
 
     return engine
+
+
+def _locked_message(what: str) -> str:
+    return (
+        f"another phototagger scan is using this index ({what});"
+        " try again later or pass --wait SECONDS"
+    )
+
+
+def _advisory_key(connection: Connection, purpose: str) -> int:
+    """A PostgreSQL advisory lock key (64 bits) for ``purpose`` in this index's schema.
+
+    Advisory locks are per database; the schema is part of the key so that two indexes kept in
+    one database in different schemas don't hold each other up.
+    """
+    schema = connection.scalar(select(func.current_schema()))
+    digest = hashlib.sha256(f"phototagger {purpose} {schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+@contextmanager
+def _advisory_lock(engine: Engine, wait: float) -> Iterator[None]:
+    """Hold a session advisory lock on a connection of its own for as long as the scan runs.
+
+    The connection is in autocommit mode, so it never sits idle inside a transaction (which
+    would hold back VACUUM, or be cut off by ``idle_in_transaction_session_timeout``).
+    """
+    with engine.connect() as connection:
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        key = _advisory_key(connection, "scan")
+        deadline = time.monotonic() + wait
+        while not connection.scalar(select(func.pg_try_advisory_lock(key))):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                database = connection.scalar(select(func.current_database()))
+                raise IndexLockedError(
+                    _locked_message(f"PostgreSQL advisory lock {key} in database {database}")
+                )
+            time.sleep(min(0.1, left))
+        try:
+            yield
+        finally:
+            try:
+                connection.execute(select(func.pg_advisory_unlock(key)))
+            except SQLAlchemyError:
+                # The connection is gone, and with it the lock; the scan's own error matters.
+                connection.invalidate()
 
 
 def _lock_path(url: str) -> Path | None:
