@@ -30,6 +30,11 @@ def images_per_second(model: LandmarkModel, batch_size: int = 32, repeats: int =
     return batch_size / best
 
 
+def parameter_count(path: Path) -> int:
+    """Counted in the file as saved: the loaded, frozen network holds its weights as constants."""
+    return sum(p.numel() for p in torch.jit.load(str(path), map_location="cpu").parameters())
+
+
 def describe(path: Path) -> dict:
     model = LandmarkModel.load(path, device="cpu")
     metrics, training = model.meta.get("metrics", {}), model.meta.get("training", {})
@@ -41,7 +46,7 @@ def describe(path: Path) -> dict:
         "top1": metrics["val_top1"], "top5": metrics["val_top5"], "ece": metrics["ece"],
         "threshold": model.threshold, "precision": metrics["precision"],
         "coverage": metrics["coverage"], "negatives_tagged": metrics["negatives_tagged"],
-        "params": sum(p.numel() for p in model.module.parameters()),
+        "params": parameter_count(path),
         "megabytes": path.stat().st_size / 1e6,
         "images_per_second": images_per_second(model),
         "train_minutes": training.get("seconds", 0) / 60,

@@ -10,7 +10,7 @@ from torch import nn
 from phototagger.landmarks import read_gazetteer
 from phototagger.model import LandmarkModel, read_meta, save_model_file
 from training import calibrate
-from training.compare import BEGIN, compare
+from training.compare import BEGIN, compare, parameter_count
 from training.evaluate import evaluate, summarise
 
 
@@ -110,3 +110,9 @@ def test_compare_writes_its_table_between_markers(tmp_path: Path):
     assert text.count(BEGIN) == 1 and "Why these models." in text
     assert f"| colour | colournet | 32 px | {report['val_top1']:.1%} |" in text
     assert (tmp_path / "plots" / "compare.png").is_file()
+
+
+def test_compare_counts_the_parameters_of_the_file_not_of_the_frozen_network(tiny_model_path):
+    classes = len(LandmarkModel.load(tiny_model_path).classes)
+    # TinyNet: a 3x3 convolution 3 -> 8 with bias, then a linear layer 8 -> classes with bias
+    assert parameter_count(tiny_model_path) == 8 * 3 * 9 + 8 + 8 * classes + classes
