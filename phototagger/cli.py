@@ -117,10 +117,8 @@ def main() -> None:
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1, 1024))
 @click.option(
     "--workers",
-    default=2,
-    show_default=True,
     type=click.IntRange(0, 64),
-    help="Decoding processes.",
+    help="Decoding processes [default: half the cores on a CPU, all but two with CUDA].",
 )
 @click.option(
     "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])

@@ -17,7 +17,7 @@ from phototagger.errors import IndexLockedError
 from phototagger.index import Library
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
-from phototagger.scan import dataset
+from phototagger.scan import dataset, pipeline
 from phototagger.scan.pipeline import Scanner, ScanOptions
 
 
@@ -345,3 +345,15 @@ def test_phototaggers_own_gps_estimate_is_never_taken_for_the_cameras(library, m
     assert tags.read_tags(root / "no-gps.jpg").gps_written  # an estimate went into the file
     scan(library, model, root, force=True)
     assert photos(library)["no-gps.jpg"].camera_latitude is None
+
+
+def test_decoding_workers_and_network_threads_follow_the_cores(monkeypatch, library, model):
+    scanner = Scanner(library, model, ScanOptions())
+    monkeypatch.setattr(pipeline, "_cores", lambda: 16)
+    assert scanner._decoding_workers() == 8  # a CPU: decoding and the network share the cores
+    assert scanner._network_threads(default=16) == 8
+    assert scanner._network_threads(default=4) == 4  # never more than torch would use
+    monkeypatch.setattr(pipeline, "_cores", lambda: 2)
+    assert (scanner._decoding_workers(), scanner._network_threads(default=2)) == (2, 1)
+    asked = Scanner(library, model, ScanOptions(workers=0))
+    assert (asked._decoding_workers(), asked._network_threads(default=2)) == (0, 2)

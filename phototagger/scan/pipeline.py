@@ -44,7 +44,7 @@ log = logging.getLogger("phototagger.scan")
 @dataclass
 class ScanOptions:
     batch_size: int = 32
-    workers: int = 2
+    workers: int | None = None  # decoding processes; None: chosen for the machine and device
     threshold: float | None = None  # None: the model's own recommended threshold
     write: str = "embed"
     dry_run: bool = False
@@ -94,6 +94,14 @@ class ScanSummary:
 #: keep a fast disk busy while the model works. The walk yields each real file once (hard and
 #: symbolic links included), so no two threads ever write the same file.
 WRITER_THREADS = 4
+
+
+
+def _cores() -> int:
+    """CPUs this process may run on (a container's or taskset's limit, not the machine's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @dataclass
@@ -206,10 +214,20 @@ class Scanner:
         two cores (120 photos of 12 MP, shipped model, two workers): 16.6 images/s with one
         thread against 14.5 with torch's default of two.
         """
-        if self.model.device.type != "cpu" or not self.options.workers:
+        workers = self._decoding_workers()
+        if self.model.device.type != "cpu" or not workers:
             return default
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        return min(default, max(1, (cores or 1) - self.options.workers))
+        return min(default, max(1, _cores() - workers))
+
+    def _decoding_workers(self) -> int:
+        """The asked-for number, or: on a CPU half the cores (decoding a 12 MP JPEG costs about
+        what the network costs; two at least, best on two cores as measured), with CUDA all
+        but two (the main thread feeds the GPU and records, the writers need some CPU)."""
+        if self.options.workers is not None:
+            return self.options.workers
+        if self.model.device.type == "cuda":
+            return max(2, _cores() - 2)
+        return max(2, _cores() // 2)
 
     def _predict_batches(
         self, session: Session, work: list[Work], model_row: orm.Model, summary: ScanSummary
@@ -281,7 +299,7 @@ class Scanner:
         from phototagger.scan.dataset import make_loader
 
         pin = self.model.device.type == "cuda"
-        size, workers = self.options.batch_size, self.options.workers
+        size, workers = self.options.batch_size, self._decoding_workers()
         start = 0
         while start < len(paths):
             loader = make_loader(paths[start:], self.model.preprocess, size, workers, pin)
