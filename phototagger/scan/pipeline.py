@@ -299,7 +299,9 @@ class Scanner:
         from phototagger.scan.dataset import make_loader
 
         pin = self.model.device.type == "cuda"
-        size, workers = self.options.batch_size, self._decoding_workers()
+        size = self.options.batch_size
+        # A worker decodes whole batches: more workers than batches would only cost start-ups.
+        workers = min(self._decoding_workers(), -(-len(paths) // size))
         start = 0
         while start < len(paths):
             loader = make_loader(paths[start:], self.model.preprocess, size, workers, pin)
