@@ -53,3 +53,18 @@ def test_transfer_trains_on_cached_frozen_features_and_negatives(tmp_path: Path)
     assert len(list((tmp_path / "cache").glob("*.pt"))) == 2  # landmarks and negatives
     assert torch.equal(trainer.model.features[0][0].weight, before)  # frozen stem untouched
     assert trainer.export().is_file()
+
+
+def test_two_runs_of_the_shipped_recipe_with_one_seed_give_identical_weights(tmp_path: Path):
+    """Deterministic on a CPU from nothing: feature cache, augmentation, negatives, training."""
+    data = make_dataset(tmp_path / "data", per_class=4)
+    for i in range(4):
+        write_photo(tmp_path / "negatives" / f"{i}.jpg", (128, 128, 128), i)
+    states = []
+    for run in ("first", "second"):  # each run builds its own cache
+        trainer = Trainer(config(tmp_path / run, data, arch="efficientnet_lite0", img_size=64,
+                                 epochs=2, views=2, freeze=16, negatives=tmp_path / "negatives"))
+        trainer.fit()
+        states.append(trainer.model.state_dict())
+    for key, value in states[0].items():
+        assert torch.equal(states[1][key], value), key
