@@ -7,7 +7,7 @@ import errno
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -15,9 +15,13 @@ class OwnerError(PermissionError):
     """The replacement could not be given the original's owner: writing it would change owner."""
 
 
+#: A file's new content: one buffer, or several written one after the other (no joined copy).
+Chunks = bytes | Sequence[bytes | memoryview]
+
+
 def atomic_write(
     target: Path,
-    data: bytes,
+    data: Chunks,
     verify: Callable[[bytes], None],
     like: Path | None = None,
     preserve_mtime: bool = False,
@@ -35,7 +39,7 @@ def atomic_write(
     temp = Path(name)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            handle.writelines([data] if isinstance(data, bytes) else data)
             handle.flush()
             os.fsync(handle.fileno())
         verify(temp.read_bytes())

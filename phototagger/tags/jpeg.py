@@ -1,7 +1,9 @@
 """Lossless JPEG editing at the segment level: metadata segments change, image data never does.
 
 A JPEG is SOI, marker segments, then the entropy-coded scan(s) up to EOI and whatever trails it.
-Everything from the first SOS on is kept as one opaque block, byte for byte.
+Everything from the first SOS on is kept as one opaque block, byte for byte: a view into the
+bytes read, never a copy, since a camera file's scan is megabytes and the writer handles several
+at once.
 """
 
 from __future__ import annotations
@@ -41,10 +43,14 @@ class Jpeg:
     """Header segments (between SOI and the first SOS) and the untouched rest of the file."""
 
     segments: list[Segment] = field(default_factory=list)
-    scan: bytes = b""
+    scan: bytes | memoryview = b""
+
+    def chunks(self) -> list[bytes | memoryview]:
+        """The file as written: the new header, then the scan as it was (no joined copy)."""
+        return [SOI + b"".join(s.to_bytes() for s in self.segments), self.scan]
 
     def to_bytes(self) -> bytes:
-        return SOI + b"".join(s.to_bytes() for s in self.segments) + self.scan
+        return b"".join(self.chunks())
 
     def indexes(self, marker: int, ident: bytes) -> list[int]:
         return [i for i, s in enumerate(self.segments) if s.is_app(marker, ident)]
@@ -75,7 +81,10 @@ class Jpeg:
 
 
 def parse(data: bytes) -> Jpeg:
-    """Split a JPEG into header segments and the scan; refuse anything we don't understand."""
+    """Split a JPEG into header segments and the scan; refuse anything we don't understand.
+
+    The scan is a view of ``data``, which must not change while the result is in use.
+    """
     if not data.startswith(SOI):
         raise JpegStructureError("not a JPEG (no SOI marker)")
     jpeg, pos = Jpeg(), 2
@@ -84,7 +93,7 @@ def parse(data: bytes) -> Jpeg:
             raise JpegStructureError(f"no marker at byte {pos}")
         marker = data[pos + 1]
         if marker == SOS:
-            jpeg.scan = data[pos:]
+            jpeg.scan = memoryview(data)[pos:]
             return jpeg
         if marker == 0xFF or marker == EOI or marker == 0x01 or 0xD0 <= marker <= 0xD8:
             raise JpegStructureError(f"unexpected marker 0x{marker:02X} at byte {pos}")

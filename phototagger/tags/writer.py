@@ -19,7 +19,7 @@ from pathlib import Path
 from phototagger.errors import TagWriteError
 from phototagger.landmarks import Landmark
 from phototagger.tags import exif, jpeg, png, position, sidecar, xmp
-from phototagger.tags.atomic import OwnerError, atomic_write, fsync_dir
+from phototagger.tags.atomic import Chunks, OwnerError, atomic_write, fsync_dir
 from phototagger.tags.jpeg import JpegStructureError
 from phototagger.tags.png import PngStructureError
 from phototagger.tags.xmp import Packet, XmpError
@@ -500,7 +500,7 @@ def _embed_jpeg(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteR
     xmp.strip(packet)
     xmp.merge(packet, entry, restore_at, notes)
     segments = _rebuild(parsed, new_tiff, packet.to_bytes())
-    new_data = jpeg.Jpeg(segments, parsed.scan).to_bytes()
+    new_data = jpeg.Jpeg(segments, parsed.scan).chunks()
 
     def verify(written: bytes) -> None:
         again = _verify_jpeg(written, parsed)
@@ -522,7 +522,7 @@ def _unembed_jpeg(path: Path) -> tuple[bool, list[str]]:
     xmp.strip(packet)
     drop_xmp = SEGMENT_XMP in record.added and packet.is_empty()
     segments = _rebuild(parsed, tiff, None if drop_xmp else packet.to_bytes())
-    new_data = jpeg.Jpeg(segments, parsed.scan).to_bytes()
+    new_data = jpeg.Jpeg(segments, parsed.scan).chunks()
 
     def verify(written: bytes) -> None:
         again = _verify_jpeg(written, parsed)
@@ -547,7 +547,8 @@ def _verify_jpeg(written: bytes, original: jpeg.Jpeg) -> jpeg.Jpeg:
         again = jpeg.parse(written)
     except JpegStructureError as error:
         raise TagWriteError(f"verification failed: {error}") from None
-    if again.scan != original.scan:  # byte for byte: cheaper than hashing both, and exact
+    # Byte for byte, without copies: the written file must end with the original's image data.
+    if len(again.scan) != len(original.scan) or not written.endswith(original.scan):
         raise TagWriteError("verification failed: image data changed")
     if _others(again) != _others(original):
         raise TagWriteError("verification failed: a non-metadata segment changed")
@@ -577,7 +578,7 @@ def _verify_exif(
 
 
 def _replace(
-    path: Path, data: bytes, verify: Callable[[bytes], None], preserve_mtime: bool
+    path: Path, data: Chunks, verify: Callable[[bytes], None], preserve_mtime: bool
 ) -> None:
     try:
         atomic_write(path, data, verify, like=path, preserve_mtime=preserve_mtime)

@@ -113,11 +113,20 @@ def test_crash_mid_write_leaves_original(photo, make_request, monkeypatch, victi
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
 
 
-def test_failed_verification_leaves_original(photo, make_request, monkeypatch):
+def _truncated(data: bytes) -> bytes:
+    return data[:-10]
+
+
+def _one_scan_byte_flipped(data: bytes) -> bytes:
+    return data[:-100] + bytes([data[-100] ^ 0x01]) + data[-99:]
+
+
+@pytest.mark.parametrize("damage", [_truncated, _one_scan_byte_flipped])
+def test_failed_verification_leaves_original(photo, make_request, monkeypatch, damage):
     path = photo("Canon_DIGITAL_IXUS_400.jpg")
     original = path.read_bytes()
     real = atomic_mod.Path.read_bytes
-    monkeypatch.setattr(atomic_mod.Path, "read_bytes", lambda self: real(self)[:-10])
+    monkeypatch.setattr(atomic_mod.Path, "read_bytes", lambda self: damage(real(self)))
     with pytest.raises(TagWriteError, match="verification failed"):
         write_tags(path, make_request())
     monkeypatch.undo()
