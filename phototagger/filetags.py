@@ -37,6 +37,8 @@ def write_file(
     """Write the tags into the file and stat it again; touches no database, so it can run on
     a writer thread while the model works. Raises TagWriteError on refusal."""
     result = tags.write_tags(path, request, mode=mode, preserve_mtime=preserve_mtime)
+    if result.photo is not None:  # rewritten: its hash is known without reading it again
+        return FileWrite(result, result.photo.size, result.photo.mtime_ns, result.photo.sha256)
     return FileWrite(result, *_file_state(path))
 
 

@@ -18,6 +18,7 @@ from phototagger.index import Library
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan import dataset, pipeline
+from phototagger.scan.changes import file_hash
 from phototagger.scan.pipeline import Scanner, ScanOptions
 
 
@@ -77,8 +78,12 @@ def test_rescan_opens_nothing_unchanged_and_follows_moves(library, model, tmp_pa
     root = tmp_path / "photos"
     for seed in range(4):
         write_jpeg(root / f"IMG_{seed}.jpg", seed=seed)
-    scan(library, model, root)
+    assert scan(library, model, root, threshold=0.0).tagged == 4
     before = photos(library)
+    for name, photo in before.items():  # the files as the tag writer left them
+        info = (root / name).stat()
+        assert (photo.size, photo.mtime_ns) == (info.st_size, info.st_mtime_ns)
+        assert photo.content_hash == file_hash(str(root / name))
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("an unchanged or moved photo was decoded")

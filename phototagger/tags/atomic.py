@@ -4,15 +4,26 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 
 class OwnerError(PermissionError):
     """The replacement could not be given the original's owner: writing it would change owner."""
+
+
+@dataclass(frozen=True)
+class Replaced:
+    """The new file as it was renamed into place: what an index remembers without re-reading."""
+
+    size: int
+    mtime_ns: int
+    sha256: str
 
 
 #: A file's new content: one buffer, or several written one after the other (no joined copy).
@@ -26,13 +37,14 @@ def atomic_write(
     like: Path | None = None,
     preserve_mtime: bool = False,
     keep_owner: bool = True,
-) -> None:
+) -> Replaced:
     """Write a temp file beside target, fsync, re-read and verify it, then rename over target.
 
     A symlink is followed: its target is replaced and the link stays a link. ``like`` is the
     file whose owner, extended attributes, permissions (and, with preserve_mtime, times) the
     result keeps; an owner that cannot be kept raises OwnerError unless keep_owner is False
-    (best effort). Any failure removes the temp file and leaves target as it was.
+    (best effort). Any failure removes the temp file and leaves target as it was. Returns the
+    size, mtime and SHA-256 of what was verified and put in place.
     """
     target = Path(os.path.realpath(target))
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -42,7 +54,8 @@ def atomic_write(
             handle.writelines([data] if isinstance(data, bytes) else data)
             handle.flush()
             os.fsync(handle.fileno())
-        verify(temp.read_bytes())
+        written = temp.read_bytes()
+        verify(written)
         if like is not None:
             before = like.stat()
             _keep_owner(temp, before, keep_owner)
@@ -52,12 +65,14 @@ def atomic_write(
                 os.utime(temp, ns=(before.st_atime_ns, before.st_mtime_ns))
         else:
             os.chmod(temp, 0o666 & ~_umask())
+        info = os.stat(temp)
         os.replace(temp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
     fsync_dir(target.parent)
+    return Replaced(info.st_size, info.st_mtime_ns, hashlib.sha256(written).hexdigest())
 
 
 def _keep_owner(temp: Path, before: os.stat_result, strict: bool) -> None:

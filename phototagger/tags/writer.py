@@ -19,7 +19,7 @@ from pathlib import Path
 from phototagger.errors import TagWriteError
 from phototagger.landmarks import Landmark
 from phototagger.tags import exif, jpeg, png, position, sidecar, xmp
-from phototagger.tags.atomic import Chunks, OwnerError, atomic_write, fsync_dir
+from phototagger.tags.atomic import Chunks, OwnerError, Replaced, atomic_write, fsync_dir
 from phototagger.tags.jpeg import JpegStructureError
 from phototagger.tags.png import PngStructureError
 from phototagger.tags.xmp import Packet, XmpError
@@ -44,6 +44,7 @@ class WriteResult:
     mode: str  # "embed" or "sidecar"
     gps_written: bool
     reason: str | None = None  # why a sidecar and not the file, and/or why no GPS estimate
+    photo: Replaced | None = None  # the photo file as rewritten (None: the photo is untouched)
 
 
 @dataclass
@@ -507,8 +508,8 @@ def _embed_jpeg(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteR
         _verify_record(Packet.parse(jpeg.xmp_packet(again) or b""), request)
         _verify_exif(jpeg.exif_tiff(again), user_tiff, new_tiff, gps, lm)
 
-    _replace(path, new_data, verify, preserve_mtime)
-    return WriteResult(target=path, mode="embed", gps_written=gps != "none", reason=why_none)
+    replaced = _replace(path, new_data, verify, preserve_mtime)
+    return WriteResult(path, "embed", gps != "none", why_none, replaced)
 
 
 def _unembed_jpeg(path: Path) -> tuple[bool, list[str]]:
@@ -579,9 +580,9 @@ def _verify_exif(
 
 def _replace(
     path: Path, data: Chunks, verify: Callable[[bytes], None], preserve_mtime: bool
-) -> None:
+) -> Replaced:
     try:
-        atomic_write(path, data, verify, like=path, preserve_mtime=preserve_mtime)
+        return atomic_write(path, data, verify, like=path, preserve_mtime=preserve_mtime)
     except OwnerError as error:  # written as root for another user, who would lose the file
         raise _Refused(f"{error.strerror}: the file would change owner") from None
     except (OSError, ValueError) as error:  # ValueError: the written file does not parse
@@ -620,8 +621,8 @@ def _embed_png(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteRe
             raise TagWriteError("verification failed: image chunks changed")
         _verify_record(Packet.parse(raw), request)
 
-    _replace(path, new_data, verify, preserve_mtime)
-    return WriteResult(target=path, mode="embed", gps_written=gps != "none", reason=why_none)
+    replaced = _replace(path, new_data, verify, preserve_mtime)
+    return WriteResult(path, "embed", gps != "none", why_none, replaced)
 
 
 def _unembed_png(path: Path) -> tuple[bool, list[str]]:
