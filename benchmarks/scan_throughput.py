@@ -13,18 +13,19 @@ with grain added so they compress like camera files, 3-5 MB each):
 - phototagger scan: the whole pipeline (walk, hash, decode, batched TorchScript, index, tags);
 - the same scan with ``--write none``: the index only, so the cost of writing tags shows;
 - rescan: a library of N unchanged files already in the index, scanned again;
-- peak memory (RSS) of this process and of its decoding workers.
+- peak memory of the scan: this process and its decoding workers together (PSS).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
-import resource
 import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -151,18 +152,45 @@ def rescan(model: LandmarkModel, folder: Path, count: int) -> tuple[float, float
     return in_process, time.perf_counter() - started, summary.to_dict()
 
 
-def reset_peak_rss() -> None:
-    """Forget this process's peak RSS so far (Linux), so photo generation is not counted."""
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
+class PeakMemory:
+    """Peak memory of this process and its decoding workers together, sampled (Linux).
+
+    Proportional set size: a page shared by the forked workers (torch, the model) is counted
+    once across them, so the sum is what the scan really takes from the machine.
+    """
+
+    def __init__(self, interval: float = 0.25):
+        self.interval = interval
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            pids = [os.getpid(), *_children(os.getpid())]
+            self.peak_mb = max(self.peak_mb, sum(_pss_kb(pid) for pid in pids) / 1024)
 
 
-def peak_rss_mb() -> tuple[float, float]:
-    """Peak RSS of this process since the reset, and of the largest finished child (worker)."""
-    with open("/proc/self/status") as status:
-        own = next(int(line.split()[1]) for line in status if line.startswith("VmHWM"))
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return own / 1024, children / 1024
+def _children(pid: int) -> list[int]:
+    found = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as handle:
+            found += [int(child) for child in handle.read().split()]
+    return found
+
+
+def _pss_kb(pid: int) -> int:
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/smaps_rollup") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("Pss:"))
+    return 0
 
 
 def main() -> None:
@@ -191,13 +219,13 @@ def main() -> None:
 
         baseline_paths = paths[: args.baseline_images]
         baseline = naive_baseline(model, baseline_paths)
-        reset_peak_rss()  # the baseline's full 12 MP decodes are not the scan's memory
         floor = decode_floor(model, paths, args.workers, args.batch_size)
         network_rate = model_alone(model, args.batch_size)
         no_tags_seconds, _ = full_scan(model, work / "photos", args.workers, args.batch_size,
                                        write="none")
-        scan_seconds, summary = full_scan(model, work / "photos", args.workers, args.batch_size)
-        own, worker = peak_rss_mb()
+        with PeakMemory() as memory:
+            scan_seconds, summary = full_scan(model, work / "photos", args.workers,
+                                              args.batch_size)
         no_tags_rate = len(paths) / no_tags_seconds
         floor_rate, scan_rate = len(paths) / floor, len(paths) / scan_seconds
         baseline_rate = len(baseline_paths) / baseline
@@ -215,8 +243,8 @@ def main() -> None:
         print(f"scan reached {scan_rate / floor_rate:.0%} of the decode floor; "
               f"tagged {summary['tagged']}, failed {len(summary['failed'])}")
 
-        print(f"peak RSS while decoding and scanning: {own:.0f} MB in the main process, "
-              f"{worker:.0f} MB in the largest decoding worker")
+        print(f"peak memory of the scan, main process and workers together (PSS): "
+              f"{memory.peak_mb:.0f} MB")
         if args.rescan_files:
             seconds, command, summary = rescan(model, work / "library", args.rescan_files)
             print(f"rescan of {summary['unchanged']} unchanged files: {seconds:.2f} s in process "

@@ -362,3 +362,13 @@ def test_decoding_workers_and_network_threads_follow_the_cores(monkeypatch, libr
     assert (scanner._decoding_workers(), scanner._network_threads(default=2)) == (2, 1)
     asked = Scanner(library, model, ScanOptions(workers=0))
     assert (asked._decoding_workers(), asked._network_threads(default=2)) == (0, 2)
+
+
+def test_decoding_workers_yield_the_cores_to_the_main_process(monkeypatch, model, tmp_path):
+    path = write_jpeg(tmp_path / "IMG_0.jpg", seed=0)
+    # The worker is forked after this patch: it reports its niceness where GPS would go.
+    monkeypatch.setattr(dataset, "read_camera_gps", lambda _: (float(os.nice(0)), 0.0))
+    loader = dataset.make_loader([str(path)], model.preprocess, batch_size=1, workers=1)
+    (batch,) = list(loader)
+    expected = min(19, os.nice(0) + dataset.WORKER_NICENESS)
+    assert batch.items[0].camera_gps == (float(expected), 0.0)
