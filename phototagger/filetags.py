@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from sqlalchemy import delete
+from sqlalchemy import delete, insert, update
 from sqlalchemy.orm import Session
 
 from phototagger import tags
@@ -42,24 +42,53 @@ def write_file(
     return FileWrite(result, *_file_state(path))
 
 
+def record_writes(session: Session, writes: list[tuple[int, tags.TagRequest, FileWrite]]) -> None:
+    """Remember finished writes, ``(photo id, request, write)``, in three statements.
+
+    The scan records a round of writes at once: row by row through the ORM it cost about
+    10 ms a photo on the thread the network runs on. The photos' rows are updated in the
+    database only: a loaded Photo must be expired or refreshed to see the change.
+    """
+    if not writes:
+        return
+    ids = [photo_id for photo_id, _, _ in writes]
+    session.execute(delete(orm.Write).where(orm.Write.photo_id.in_(ids)))
+    session.execute(
+        insert(orm.Write),
+        [
+            {
+                "photo_id": photo_id,
+                "target": path_key(written.result.target)[0],
+                "mode": written.result.mode,
+                "slug": request.landmark.slug,
+                "gps_written": written.result.gps_written,
+            }
+            for photo_id, request, written in writes
+        ],
+    )
+    session.execute(
+        update(orm.Photo),
+        [{"id": photo_id, **_file_as_left(written)} for photo_id, _, written in writes],
+    )
+
+
 def record_write(
     session: Session, photo: orm.Photo, request: tags.TagRequest, written: FileWrite
 ) -> None:
     """Remember what was written into the photo's file, and the file as phototagger left it."""
-    session.execute(delete(orm.Write).where(orm.Write.photo_id == photo.id))
-    session.add(
-        orm.Write(
-            photo_id=photo.id,
-            target=path_key(written.result.target)[0],
-            mode=written.result.mode,
-            slug=request.landmark.slug,
-            gps_written=written.result.gps_written,
-        )
-    )
-    photo.write_error = None
-    if written.size is not None:
-        photo.size, photo.mtime_ns = written.size, written.mtime_ns
-        photo.content_hash = written.content_hash
+    record_writes(session, [(photo.id, request, written)])
+    session.expire(photo, ["writes", *_file_as_left(written)])
+
+
+def _file_as_left(written: FileWrite) -> dict:
+    changes: dict = {"write_error": None}
+    if written.size is not None:  # None: the file vanished; the next scan says missing
+        changes |= {
+            "size": written.size,
+            "mtime_ns": written.mtime_ns,
+            "content_hash": written.content_hash,
+        }
+    return changes
 
 
 def write_photo_tags(

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, update
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
@@ -25,7 +25,7 @@ from phototagger.errors import ConfigError, TagWriteError
 from phototagger.filetags import (
     WRITE_MODES,
     FileWrite,
-    record_write,
+    record_writes,
     remove_photo_tags,
     write_file,
 )
@@ -272,20 +272,24 @@ class Scanner:
         One commit for all that finished: a record lost to an interruption only means the next
         scan sees the file changed and tags it again, replacing its own entries.
         """
-        still = []
-        for item in pending:
-            if not wait and not item.future.done():
-                still.append(item)
-                continue
-            photo = session.get(orm.Photo, item.photo_id)
+        done: list[PendingWrite] = []
+        still: list[PendingWrite] = []
+        for item in pending:  # one look at each future: one finishing meanwhile waits a round
+            (done if wait or item.future.done() else still).append(item)
+        if not done:
+            return still
+        written, failed = [], []
+        for item in done:
             try:
-                record_write(session, photo, item.request, item.future.result())
-                summary.tagged += 1
+                written.append((item.photo_id, item.request, item.future.result()))
             except TagWriteError as error:
-                photo.write_error = str(error)
+                failed.append({"id": item.photo_id, "write_error": str(error)})
                 summary.fail(item.path, f"tags not written: {error}")
-        if len(still) < len(pending):
-            self._commit(session)
+        record_writes(session, written)
+        if failed:
+            session.execute(update(orm.Photo), failed)
+        summary.tagged += len(written)
+        self._commit(session)
         return still
 
     def _batches(self, paths: list[str]) -> Iterator[Batch]:
