@@ -83,13 +83,24 @@ def wait_option(function: Callable) -> Callable:
 
 
 def open_library(db: str | None, dry_run: bool = False) -> Library:
-    """The index at ``db`` (or the default); a dry run never creates one that doesn't exist."""
+    """The index at ``db`` (or the default); a dry run never creates nor upgrades one."""
     from phototagger.index import Library
 
     url = config.db_url(db) if db else config.default_db_url()
-    if dry_run and url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
-        url = "sqlite://"  # in memory: everything is new, and nothing is left behind
-    return Library(url)
+    if not dry_run:
+        return Library(url)
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
+        return Library("sqlite://")  # in memory: everything is new, nothing is left behind
+    library = Library(url, migrate=False)
+    state = library.schema_state()
+    if state == "empty":  # a server database with no index in it yet: likewise
+        return Library("sqlite://")
+    if state == "behind":
+        raise ConfigError(
+            f"the index {library.shown_url} needs `phototagger db upgrade` before a dry run"
+            " (which changes nothing, not even the index's schema)"
+        )
+    return library
 
 
 def load_model(model_path: Path | None, device: str = "auto") -> LandmarkModel:

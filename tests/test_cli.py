@@ -119,6 +119,34 @@ def test_tag_before_any_scan_and_dry_run_leaves_no_index(env, tmp_path):
     assert not fresh.exists() and not fresh.with_suffix(".lock").exists()
 
 
+def test_a_dry_run_neither_creates_nor_upgrades_an_index(env, tmp_path):
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import create_engine, inspect, text
+
+    import migrations
+
+    def scan_dry(db):
+        return run("scan", env["root"], "--model", env["model"], "--dry-run", "--db", db,
+                   "--workers", 0)
+
+    empty = tmp_path / "empty.sqlite3"
+    empty.touch()  # made by someone, never used: the dry run sees a library with nothing in it
+    code, out, err = scan_dry(empty)
+    assert code == 0 and "2 new" in out, err
+    assert not inspect(create_engine(f"sqlite:///{empty}")).get_table_names()
+
+    old = tmp_path / "old.sqlite3"
+    config = Config()
+    config.set_main_option("script_location", os.path.dirname(migrations.__file__))
+    config.set_main_option("sqlalchemy.url", f"sqlite:///{old}")
+    command.upgrade(config, "0002")
+    code, _, err = scan_dry(old)
+    assert code == 2 and "phototagger db upgrade" in err
+    with create_engine(f"sqlite:///{old}").connect() as connection:
+        assert connection.scalar(text("select version_num from alembic_version")) == "0002"
+
+
 def test_tag_waits_for_a_running_scan_then_says_so(env):
     from phototagger.cli import open_library
 

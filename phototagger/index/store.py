@@ -25,6 +25,14 @@ from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
 
 
+def _alembic_config():
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    return config
+
+
 def path_key(path: str | os.PathLike) -> tuple[str, bytes | None]:
     """The text kept in ``photos.path``, plus the exact bytes when the name is not UTF-8."""
     text = os.fspath(path)
@@ -73,10 +81,8 @@ class Library:
     def upgrade(self) -> None:
         """Apply the Alembic migrations in ``migrations/`` (first use creates the schema)."""
         from alembic import command
-        from alembic.config import Config
 
-        config = Config()
-        config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+        config = _alembic_config()
         try:
             with self.engine.begin() as connection:
                 if connection.dialect.name == "postgresql":
@@ -90,6 +96,26 @@ class Library:
             raise ConfigError(
                 f"cannot prepare index {self.shown_url}: {error.orig or error}"
             ) from None
+
+    def schema_state(self) -> str:
+        """``empty`` (no schema yet), ``current``, or ``behind`` (migrations to apply).
+
+        Asked without changing anything, for a dry run that must not create or upgrade.
+        """
+        from alembic.runtime.migration import MigrationContext
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        try:
+            with self.engine.connect() as connection:
+                current = MigrationContext.configure(connection).get_current_revision()
+        except SQLAlchemyError as error:
+            raise ConfigError(
+                f"cannot read index {self.shown_url}: {error.orig or error}"
+            ) from None
+        if current is None:
+            return "empty"
+        return "current" if current == head else "behind"
 
     @contextmanager
     def session(self) -> Iterator[Session]:
