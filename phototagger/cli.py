@@ -218,9 +218,14 @@ def scan(
 
 
 def _setup_logging(log_file: Path | None) -> None:
+    """Append to ``log_file``, making its folder if need be (a fresh ~/.local/state has none)."""
     if log_file is None:
         return
-    handler = logging.FileHandler(log_file, encoding="utf-8", errors="backslashreplace")
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        handler = logging.FileHandler(log_file, encoding="utf-8", errors="backslashreplace")
+    except OSError as error:
+        raise ConfigError(f"cannot write the log {log_file}: {error.strerror or error}") from None
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger = logging.getLogger("phototagger")
     logger.addHandler(handler)

@@ -136,16 +136,23 @@ def decode(data: bytes, min_side: int | None = None) -> tuple[Image.Image, Image
     kind = sniff_format(data[:16])
     if kind is None:
         raise ImageError("not an image (unrecognised content)")
+    with warnings.catch_warnings():
+        # Pillow warns of broken EXIF ("Corrupt EXIF data"): handled here, and a cron run with
+        # --quiet must stay silent. A decompression bomb's warning becomes an error.
+        warnings.simplefilter("ignore", UserWarning)
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        return _decode(data, kind, min_side)
+
+
+def _decode(data: bytes, kind: str, min_side: int | None) -> tuple[Image.Image, ImageFacts]:
     width = height = 0
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            exif = image.getexif()
-            if min_side and kind == "jpeg":
-                image.draft("RGB", (min_side, min_side))
-            image.load()
+        image = Image.open(io.BytesIO(data))
+        width, height = image.size
+        exif = image.getexif()
+        if min_side and kind == "jpeg":
+            image.draft("RGB", (min_side, min_side))
+        image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(_TOO_LARGE) from None
     except UnidentifiedImageError:

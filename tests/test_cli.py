@@ -4,6 +4,8 @@ import csv
 import io
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -45,13 +47,27 @@ def test_scan_then_query_in_every_format(env):
 
 
 def test_quiet_cron_run_prints_nothing_and_json_summary(env):
+    log = env["tmp"] / "state" / "phototagger" / "scan.log"  # its folders don't exist yet
     code, out, err = run("scan", env["root"], "--model", env["model"], "--workers", 0, "--quiet",
-                         "--log", env["tmp"] / "scan.log")
+                         "--log", log)
     assert (code, out, err) == (0, "", "")
-    assert "summary" in (env["tmp"] / "scan.log").read_text()
+    assert "summary" in log.read_text()
     code, out, _ = run("scan", env["root"], "--model", env["model"], "--json")
     summary = json.loads(out)
     assert (code, summary["unchanged"], summary["failed"]) == (0, 2, [])
+
+
+def test_quiet_cron_run_over_broken_exif_prints_nothing(env):
+    # A process of its own, as cron runs it: decoding workers write straight to its stderr.
+    good = (env["root"] / "rome" / "a.jpg").read_bytes()
+    broken_exif = good[:2] + b"\xff\xe1\x00\x10Exif\x00\x00MM\x00*\xff\xff\xff" + good[2:]
+    (env["root"] / "broken-exif.jpg").write_bytes(broken_exif)
+    done = subprocess.run(
+        [sys.executable, "-m", "phototagger.cli", "scan", env["root"], "--model", env["model"],
+         "--workers", "1", "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
 
 
 def test_failed_files_exit_1_and_are_named(env):
@@ -72,6 +88,12 @@ def test_usage_and_configuration_errors_exit_2_in_one_line(env, tmp_path):
     assert err.strip() == f"phototagger: error: not a TorchScript model file: {not_a_model}"
     code, _, err = run("untag")
     assert code == 2
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    code, _, err = run("scan", env["root"], "--model", env["model"], "--log",
+                       not_a_folder / "scan.log")
+    assert code == 2 and err.startswith("phototagger: error: cannot write the log")
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_tag_untag_info_landmarks_and_db_upgrade(env):
