@@ -155,7 +155,8 @@ def main() -> None:
     "excludes",
     multiple=True,
     metavar="GLOB",
-    help="Skip files or folders matching GLOB (repeatable).",
+    help="Skip files or folders whose name, path from the scanned folder or full path matches"
+    " GLOB, e.g. 'drafts', 'trips/2019/*' or '*.tmp.jpg' (repeatable).",
 )
 @click.option(
     "--wait",
@@ -399,16 +400,22 @@ def landmarks(model_path, db) -> None:
 def info(file, db) -> None:
     """What the index and the file's own metadata say about one photo."""
     from phototagger import tags
+    from phototagger.index import canonical
 
-    path = file.absolute()
+    path = Path(canonical(file))
     library = open_library(db)
     with library.session() as session:
         photo = library.photo_at(session, path)
+        if photo is None and not path.exists():
+            raise ConfigError(f"no such file, and none in the index: {path}")
         if photo is None:
             click.echo("index: not indexed")
         else:
             landmark = photo.landmark
             click.echo(f"index: {photo.status}" + (f" ({photo.error})" if photo.error else ""))
+            if photo.width:
+                taken = f", taken {photo.taken_at:%Y-%m-%d %H:%M:%S}" if photo.taken_at else ""
+                click.echo(f"image: {photo.format} {photo.width}x{photo.height}{taken}")
             if landmark:
                 confidence = "" if photo.confidence is None else f" {photo.confidence:.3f}"
                 click.echo(f"landmark: {landmark.name}{confidence} [{photo.tag_state}]")
@@ -421,7 +428,9 @@ def info(file, db) -> None:
                 )
             for write in photo.writes:
                 click.echo(f"written: {write.mode} {write.target} ({write.written:%Y-%m-%d %H:%M})")
-    if path.exists():
+    if not path.exists():
+        click.echo("file: missing (the index remembers it as above)")
+    else:
         written = tags.read_tags(path)
         if written is None:
             click.echo("file tags: none of phototagger's")

@@ -104,6 +104,9 @@ def test_tag_untag_info_landmarks_and_db_upgrade(env):
     assert "confirmed as Colosseum" in out
     code, out, _ = run("info", photo)
     assert "landmark: Colosseum [confirmed]" in out and "file tags: Colosseum by person" in out
+    assert "image: jpeg 320x240" in out
+    code, _, err = run("info", env["root"] / "nowhere.jpg")
+    assert code == 2 and "no such file, and none in the index" in err
     code, out, _ = run("landmarks", "--model", env["model"])
     assert "Colosseum" in out and "Dome of the Rock" in out
     code, _, err = run("tag", photo, "--landmark", "atlantis")

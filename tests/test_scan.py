@@ -14,7 +14,7 @@ from conftest import build_tiny_model
 from images import gps_exif, write_image, write_jpeg
 from phototagger import tags
 from phototagger.errors import IndexLockedError
-from phototagger.index import Library
+from phototagger.index import Library, canonical
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan import dataset, pipeline
@@ -104,6 +104,21 @@ def test_rescan_opens_nothing_unchanged_and_follows_moves(library, model, tmp_pa
     (root / "IMG_2.jpg").unlink()
     assert scan(library, model, root).missing == 1
     assert photos(library)["IMG_2.jpg"].status == "missing"
+
+
+def test_a_library_reached_through_a_link_is_the_same_library(library, model, tmp_path):
+    root = tmp_path / "photos"
+    for seed in range(3):
+        write_jpeg(root / "trip" / f"IMG_{seed}.jpg", seed=seed)
+    os.symlink(root, tmp_path / "link")
+    assert scan(library, model, root).new == 3
+    summary = scan(library, model, tmp_path / "link" / "trip")
+    assert (summary.found, summary.new, summary.unchanged) == (3, 0, 3)
+    with library.session() as session:
+        assert session.scalar(select(func.count()).select_from(orm.Photo)) == 3
+        under_link = library.find(session, under=tmp_path / "link" / "trip")
+        assert len(under_link) == 3
+        assert library.photo_at(session, canonical(tmp_path / "link" / "trip" / "IMG_0.jpg"))
 
 
 def test_changed_file_and_new_model_predict_again(library, model, tmp_path):

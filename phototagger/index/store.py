@@ -33,6 +33,20 @@ def _alembic_config():
     return config
 
 
+def canonical(path: str | os.PathLike) -> str:
+    """The path the index knows a photo or folder by, however it was reached.
+
+    Absolute, with folders reached through symbolic links resolved, so a library scanned as
+    ``~/Pictures`` and as a link to it is one library. A file keeps its own name even when it is
+    a link: the walk reports a linked file under the link's name.
+    """
+    absolute = os.path.abspath(path)
+    if os.path.isdir(absolute):
+        return os.path.realpath(absolute)
+    folder, name = os.path.split(absolute)
+    return os.path.join(os.path.realpath(folder), name)
+
+
 def path_key(path: str | os.PathLike) -> tuple[str, bytes | None]:
     """The text kept in ``photos.path``, plus the exact bytes when the name is not UTF-8."""
     text = os.fspath(path)
@@ -260,7 +274,7 @@ class Library:
                 (orm.Photo.tag_state == "confirmed") | (orm.Photo.confidence >= min_confidence)
             )
         if under is not None:
-            query = query.where(_under(orm.Photo.path, os.path.abspath(under)))
+            query = query.where(_under(orm.Photo.path, canonical(under)))
         if limit is not None:
             query = query.limit(limit)
         return list(session.scalars(query).unique())

@@ -29,7 +29,7 @@ from phototagger.filetags import (
     remove_photo_tags,
     write_file,
 )
-from phototagger.index import Library, path_key
+from phototagger.index import Library, canonical, path_key
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan.changes import Plan, Work, plan_changes
@@ -127,7 +127,7 @@ class Scanner:
 
     def run(self, roots: Sequence[str | os.PathLike]) -> ScanSummary:
         started = time.monotonic()
-        roots = [Path(os.path.abspath(root)) for root in roots]
+        roots = [Path(canonical(root)) for root in roots]
         for root in roots:
             if not root.exists():
                 raise ConfigError(f"no such file or folder: {root}")

@@ -43,8 +43,9 @@ def has_image_extension(path: str) -> bool:
 def walk(roots: Iterable[Path], excludes: Iterable[str] = ()) -> Iterator[FoundFile | WalkProblem]:
     """Every regular file under ``roots`` once, in a stable order.
 
-    ``excludes`` are glob patterns matched against each file or folder name and against its
-    path; symbolic links are followed, but a folder or file already visited is not again.
+    ``excludes`` are glob patterns matched against each file or folder name, its path from the
+    scanned folder (``trips/2019``, ``drafts/*``) and its absolute path; symbolic links are
+    followed, but a folder or file already visited is not again.
     """
     patterns = tuple(excludes)
     seen_dirs: set[tuple[int, int]] = set()
@@ -54,16 +55,17 @@ def walk(roots: Iterable[Path], excludes: Iterable[str] = ()) -> Iterator[FoundF
         if root.is_file():
             yield from _file(os.fspath(root), seen_files)
             continue
-        yield from _walk_dir(os.fspath(root), patterns, seen_dirs, seen_files)
+        yield from _walk_dir(os.fspath(root), os.fspath(root), patterns, seen_dirs, seen_files)
 
 
-def _excluded(path: str, patterns: tuple[str, ...]) -> bool:
-    name = os.path.basename(path)
-    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path, p) for p in patterns)
+def _excluded(path: str, root: str, patterns: tuple[str, ...]) -> bool:
+    forms = (os.path.basename(path), os.path.relpath(path, root), path)
+    return any(fnmatch.fnmatch(form, p) for p in patterns for form in forms)
 
 
 def _walk_dir(
     folder: str,
+    root: str,
     patterns: tuple[str, ...],
     seen_dirs: set[tuple[int, int]],
     seen_files: set[tuple[int, int]],
@@ -85,7 +87,7 @@ def _walk_dir(
         return
     subfolders = []
     for entry in entries:
-        if entry.name.startswith(".") or _excluded(entry.path, patterns):
+        if entry.name.startswith(".") or _excluded(entry.path, root, patterns):
             continue
         try:
             is_dir = entry.is_dir()
@@ -96,7 +98,7 @@ def _walk_dir(
         elif os.path.splitext(entry.name)[1].lower() not in IGNORED_EXTENSIONS:
             yield from _file(entry.path, seen_files)
     for subfolder in subfolders:
-        yield from _walk_dir(subfolder, patterns, seen_dirs, seen_files)
+        yield from _walk_dir(subfolder, root, patterns, seen_dirs, seen_files)
 
 
 def _file(path: str, seen_files: set[tuple[int, int]]) -> Iterator[FoundFile | WalkProblem]:

@@ -14,7 +14,7 @@ from PIL import Image
 from conftest import build_tiny_model
 from phototagger import tags
 from phototagger.cli import main as cli_main
-from phototagger.index import Library
+from phototagger.index import Library, canonical
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
 from phototagger.predict import predict_bytes
@@ -282,7 +282,7 @@ def test_a_root_scanned_through_a_symlink_is_served(tmp_path, model):
     library = Library(f"sqlite:///{tmp_path}/linked.sqlite3")
     Scanner(library, model, ScanOptions(workers=0, write="none")).run([tmp_path / "link"])
     client = create_app(model, library).test_client()
-    pid = photo_id(library, tmp_path / "link" / "photo.jpg")
+    pid = photo_id(library, canonical(tmp_path / "link" / "photo.jpg"))  # indexed as real/
     assert client.get(f"/photos/{pid}/thumbnail.jpg").status_code == 200
 
 
