@@ -82,24 +82,34 @@ def wait_option(function: Callable) -> Callable:
     )(function)
 
 
-def open_library(db: str | None, dry_run: bool = False) -> Library:
-    """The index at ``db`` (or the default); a dry run never creates nor upgrades one."""
+def open_library(db: str | None, dry_run: bool = False, existing: bool = False) -> Library:
+    """The index at ``db`` (or the default), made and migrated on first use.
+
+    A dry run never creates nor upgrades an index. A command that only reads (``existing``)
+    never creates one: a mistyped ``--db`` is an error, not a new empty index.
+    """
     from phototagger.index import Library
 
     url = config.db_url(db) if db else config.default_db_url()
-    if not dry_run:
+    if not (dry_run or existing):
         return Library(url)
+    library = None
     if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
-        return Library("sqlite://")  # in memory: everything is new, nothing is left behind
-    library = Library(url, migrate=False)
-    state = library.schema_state()
-    if state == "empty":  # a server database with no index in it yet: likewise
+        state, shown = "empty", url[len("sqlite:///") :]
+    else:
+        library = Library(url, migrate=False)
+        state, shown = library.schema_state(), library.shown_url
+    if state == "empty" and existing:
+        raise ConfigError(f"no index at {shown} yet: `phototagger scan` makes one")
+    if state == "empty":  # a dry run: everything is new, and nothing is left behind
         return Library("sqlite://")
-    if state == "behind":
+    if state == "behind" and dry_run:
         raise ConfigError(
-            f"the index {library.shown_url} needs `phototagger db upgrade` before a dry run"
+            f"the index {shown} needs `phototagger db upgrade` before a dry run"
             " (which changes nothing, not even the index's schema)"
         )
+    if state == "behind":
+        library.upgrade()
     return library
 
 
@@ -239,7 +249,9 @@ def _print_summary(summary, quiet: bool) -> None:
         click.echo(
             f"{prefix}found {summary.found} photos: {summary.new} new, {summary.changed} changed, "
             f"{summary.moved} moved, {summary.new_model} for a new model, "
-            f"{summary.unchanged} unchanged, {summary.skipped} skipped, {summary.missing} missing"
+            + (f"{summary.retried} with a failed write retried, " if summary.retried else "")
+            + f"{summary.unchanged} unchanged, {summary.skipped} skipped, "
+            f"{summary.missing} missing"
         )
         click.echo(
             f"tagged {summary.tagged}, below threshold {summary.below_threshold}, "
@@ -286,7 +298,7 @@ def _printable(path: str) -> str:
 @db_option
 def query(landmark, country, city, min_confidence, under, limit, output, db) -> None:
     """Find tagged photos in the index."""
-    library = open_library(db)
+    library = open_library(db, existing=True)
     with library.session() as session:
         photos = library.find(
             session,
@@ -386,7 +398,7 @@ def _report(outcomes) -> None:
 def landmarks(model_path, db) -> None:
     """The model's landmarks, with how many indexed photos show each."""
     model = load_model(model_path, "cpu")
-    library = open_library(db)
+    library = open_library(db, existing=True)
     with library.session() as session:
         counts = library.landmark_counts(session)
     for landmark in sorted(model.classes, key=lambda lm: lm.name):
@@ -403,7 +415,7 @@ def info(file, db) -> None:
     from phototagger.index import canonical
 
     path = Path(canonical(file))
-    library = open_library(db)
+    library = open_library(db, existing=True)
     with library.session() as session:
         photo = library.photo_at(session, path)
         if photo is None and not path.exists():

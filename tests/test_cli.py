@@ -172,6 +172,15 @@ def test_a_dry_run_neither_creates_nor_upgrades_an_index(env, tmp_path):
         assert connection.scalar(text("select version_num from alembic_version")) == "0002"
 
 
+def test_reading_commands_never_create_an_index(env, tmp_path):
+    typo = tmp_path / "no-such-folder" / "index.sqlite3"
+    for args in (["query", "--db", typo], ["landmarks", "--model", env["model"], "--db", typo],
+                 ["info", env["root"] / "rome" / "a.jpg", "--db", typo], ["query"]):
+        code, _, err = run(*args)
+        assert code == 2 and "yet: `phototagger scan` makes one" in err, args
+    assert not typo.parent.exists() and not (env["tmp"] / "index.sqlite3").exists()
+
+
 def test_tag_waits_for_a_running_scan_then_says_so(env):
     from phototagger.cli import open_library
 

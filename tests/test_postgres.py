@@ -295,11 +295,13 @@ def test_cli_scan_then_query_finds_the_photos(url, tiny_model_path, tmp_path):
     assert code == 2 and "cannot prepare index" in err and "s3cret" not in err
 
 
-def test_a_dry_run_on_an_empty_database_creates_nothing(url, tiny_model_path, tmp_path):
+def test_a_dry_run_or_a_query_on_an_empty_database_creates_nothing(url, tiny_model_path, tmp_path):
     write_jpeg(tmp_path / "Pictures" / "a.jpg", seed=1)
     code, out, err = run("scan", tmp_path / "Pictures", "--model", tiny_model_path, "--db", url,
                          "--dry-run", "--workers", 0)
     assert code == 0 and out.startswith("dry run: found 1 photo"), err
+    code, _, err = run("query", "--db", url)  # reading never creates an index either
+    assert code == 2 and "`phototagger scan` makes one" in err
     engine = create_engine(url)
     with engine.connect() as connection:
         assert inspect(connection).get_table_names() == []

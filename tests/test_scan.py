@@ -304,6 +304,7 @@ def test_a_failed_tag_write_is_reported_and_retried_next_scan(library, model, tm
     (root / "w.webp.xmp").unlink()
     summary = scan(library, model, root)
     assert (summary.tagged, summary.failed) == (1, [])
+    assert (summary.found, summary.retried, summary.unchanged) == (1, 1, 0)
     assert photos(library)["w.webp"].write_error is None
     assert tags.read_tags(root / "w.webp") is not None
 

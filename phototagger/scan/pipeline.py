@@ -64,6 +64,8 @@ class ScanSummary:
     moved: int = 0
     unchanged: int = 0
     new_model: int = 0
+    #: Unchanged, but the last scan could not write their tags: written again.
+    retried: int = 0
     skipped: int = 0
     missing: int = 0
     tagged: int = 0
@@ -168,6 +170,7 @@ class Scanner:
         summary.new_model = plan.count("new-model")
         summary.moved = len(plan.moves)
         summary.unchanged = plan.unchanged
+        summary.retried = plan.count("retry-write")
         summary.skipped = len(plan.skipped)
         summary.missing = len(plan.missing)
         for problem in plan.problems:
