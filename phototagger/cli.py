@@ -165,8 +165,9 @@ def main() -> None:
     "excludes",
     multiple=True,
     metavar="GLOB",
-    help="Skip files or folders whose name, path from the scanned folder or full path matches"
-    " GLOB, e.g. 'drafts', 'trips/2019/*' or '*.tmp.jpg' (repeatable).",
+    help="Skip files or folders whose name or full path matches GLOB, or, for a GLOB with a"
+    " slash, whose path from the scanned folder does: 'drafts', '*.tmp.jpg', 'trips/2019/*'"
+    " (repeatable).",
 )
 @click.option(
     "--wait",
@@ -412,11 +413,10 @@ def landmarks(model_path, db) -> None:
 def info(file, db) -> None:
     """What the index and the file's own metadata say about one photo."""
     from phototagger import tags
-    from phototagger.index import canonical
 
-    path = Path(canonical(file))
     library = open_library(db, existing=True)
     with library.session() as session:
+        path = Path(library.indexed_path(session, file))
         photo = library.photo_at(session, path)
         if photo is None and not path.exists():
             raise ConfigError(f"no such file, and none in the index: {path}")

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from phototagger import tags
 from phototagger.errors import ConfigError, PhototaggerError
 from phototagger.filetags import remove_photo_tags, restat, write_photo_tags
-from phototagger.index import Library, canonical
+from phototagger.index import Library
 from phototagger.index import models as orm
 from phototagger.landmarks import Landmark, fold, match
 
@@ -62,7 +62,8 @@ def confirm_landmark(
         library.ensure_landmarks(session, landmarks)
         landmark = resolve_landmark(library, session, name)
         for path in paths:
-            outcomes.append(_confirm_one(library, session, canonical(path), landmark, write))
+            indexed = library.indexed_path(session, path)
+            outcomes.append(_confirm_one(library, session, indexed, landmark, write))
     return outcomes
 
 
@@ -112,7 +113,7 @@ def remove_landmark(
         else:
             photos = []
             for path in paths:
-                path = canonical(path)
+                path = library.indexed_path(session, path)
                 photos.append((path, library.photo_at(session, path)))
         for path, photo in photos:
             outcomes.append(_remove_one(session, path, photo))

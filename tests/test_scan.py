@@ -13,8 +13,9 @@ from sqlalchemy import func, select
 from conftest import build_tiny_model
 from images import gps_exif, write_image, write_jpeg
 from phototagger import tags
+from phototagger.corrections import remove_landmark
 from phototagger.errors import IndexLockedError
-from phototagger.index import Library, canonical
+from phototagger.index import Library
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan import dataset, pipeline
@@ -118,7 +119,37 @@ def test_a_library_reached_through_a_link_is_the_same_library(library, model, tm
         assert session.scalar(select(func.count()).select_from(orm.Photo)) == 3
         under_link = library.find(session, under=tmp_path / "link" / "trip")
         assert len(under_link) == 3
-        assert library.photo_at(session, canonical(tmp_path / "link" / "trip" / "IMG_0.jpg"))
+        through_link = library.indexed_path(session, tmp_path / "link" / "trip" / "IMG_0.jpg")
+        assert through_link == str(root / "trip" / "IMG_0.jpg")
+
+
+def test_a_linked_folder_inside_the_library_keeps_its_name(library, model, tmp_path):
+    root, card = tmp_path / "Pictures", tmp_path / "sd-card"
+    write_jpeg(card / "IMG_0.jpg", seed=0)
+    root.mkdir()
+    os.symlink(card, root / "phone")
+    scan(library, model, root, threshold=0.0)
+    photo = root / "phone" / "IMG_0.jpg"
+    assert list(photos(library)) == ["IMG_0.jpg"]
+    assert remove_landmark(library, [photo])[0].ok
+    summary = scan(library, model, root, threshold=0.0)  # the person's removal holds
+    assert (summary.unchanged, summary.tagged) == (1, 0)
+    assert photos(library)["IMG_0.jpg"].tag_state == "removed"
+    with library.session() as session:
+        assert library.indexed_path(session, photo) == str(photo)  # as the walk names it
+
+
+def test_an_index_that_knows_a_library_by_a_link_keeps_that_name(library, model, tmp_path):
+    real = tmp_path / "photos"
+    write_jpeg(real / "IMG_0.jpg", seed=0)
+    os.symlink(real, tmp_path / "link")
+    with library.session() as session:  # as phototagger before 0.x recorded a linked root
+        session.add(orm.Root(path=str(tmp_path / "link")))
+        session.commit()
+    assert scan(library, model, tmp_path / "link").new == 1
+    summary = scan(library, model, real)
+    assert (summary.new, summary.unchanged) == (0, 1)
+    assert [p.fs_path for p in photos(library).values()] == [str(tmp_path / "link" / "IMG_0.jpg")]
 
 
 def test_changed_file_and_new_model_predict_again(library, model, tmp_path):

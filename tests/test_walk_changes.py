@@ -27,9 +27,10 @@ def test_walk_skips_hidden_and_excluded_and_survives_loops(tmp_path):
 def test_excludes_match_paths_from_the_scanned_folder(tmp_path):
     for name in ("keep/a.jpg", "trips/2019/b.jpg", "trips/2020/c.jpg", "drafts/d.jpg"):
         write_jpeg(tmp_path / "Pictures" / name)
-    paths = found_paths(tmp_path / "Pictures", excludes=["trips/2019", "drafts/*"])
+    write_jpeg(tmp_path / "Pictures" / "day-trips" / "IMG_1.jpg")
+    paths = found_paths(tmp_path / "Pictures", excludes=["trips/2019", "drafts/*", "d*.jpg"])
     names = sorted(os.path.relpath(p, tmp_path / "Pictures") for p in paths)
-    assert names == ["keep/a.jpg", "trips/2020/c.jpg"]
+    assert names == ["day-trips/IMG_1.jpg", "keep/a.jpg", "trips/2020/c.jpg"]
 
 
 def test_walk_reports_unreadable_folder_and_broken_link(tmp_path):

@@ -34,12 +34,8 @@ def _alembic_config():
 
 
 def canonical(path: str | os.PathLike) -> str:
-    """The path the index knows a photo or folder by, however it was reached.
-
-    Absolute, with folders reached through symbolic links resolved, so a library scanned as
-    ``~/Pictures`` and as a link to it is one library. A file keeps its own name even when it is
-    a link: the walk reports a linked file under the link's name.
-    """
+    """``path`` absolute, with the folders it goes through resolved; a file keeps its own name
+    even when it is a link (the walk reports a linked file under the link's name)."""
     absolute = os.path.abspath(path)
     if os.path.isdir(absolute):
         return os.path.realpath(absolute)
@@ -199,6 +195,28 @@ class Library:
                 session.add(orm.Root(path=text))
                 known.add(text)
 
+    def indexed_path(self, session: Session, path: str | os.PathLike) -> str:
+        """The path the index knows the file or folder at ``path`` by, or a scan would record.
+
+        A scan records a photo as its scanned folder's path plus the path from there as the
+        walk lists it (links inside the library keep their names). So the shortest leading
+        part of ``path`` that resolves to, or into, a scanned folder is spelled as the index
+        spells that folder, and the rest is kept: ``~/Pictures`` and a link to it are one
+        library, with no duplicate rows. Outside every scanned folder: :func:`canonical`.
+        """
+        absolute = os.path.abspath(path)
+        roots = sorted(
+            ((root, os.path.realpath(root)) for root in session.scalars(select(orm.Root.path))),
+            key=lambda pair: (pair[0] != pair[1], pair[0]),  # a root by its real path first
+        )
+        parts = Path(absolute).parts
+        for end in range(1, len(parts) + 1):
+            real = os.path.realpath(os.path.join(*parts[:end]))
+            for root, real_root in roots:
+                if real == real_root or real.startswith(real_root.rstrip("/") + "/"):
+                    return os.path.join(root + real[len(real_root) :], *parts[end:])
+        return canonical(absolute)
+
     def known_photos(
         self, session: Session, roots: Sequence[Path], model_pk: int
     ) -> dict[str, KnownPhoto]:
@@ -274,7 +292,7 @@ class Library:
                 (orm.Photo.tag_state == "confirmed") | (orm.Photo.confidence >= min_confidence)
             )
         if under is not None:
-            query = query.where(_under(orm.Photo.path, canonical(under)))
+            query = query.where(_under(orm.Photo.path, self.indexed_path(session, under)))
         if limit is not None:
             query = query.limit(limit)
         return list(session.scalars(query).unique())

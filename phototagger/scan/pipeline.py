@@ -29,7 +29,7 @@ from phototagger.filetags import (
     remove_photo_tags,
     write_file,
 )
-from phototagger.index import Library, canonical, path_key
+from phototagger.index import Library, path_key
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan.changes import Plan, Work, plan_changes
@@ -129,12 +129,12 @@ class Scanner:
 
     def run(self, roots: Sequence[str | os.PathLike]) -> ScanSummary:
         started = time.monotonic()
-        roots = [Path(canonical(root)) for root in roots]
         for root in roots:
-            if not root.exists():
-                raise ConfigError(f"no such file or folder: {root}")
+            if not os.path.exists(root):
+                raise ConfigError(f"no such file or folder: {os.path.abspath(root)}")
         summary = ScanSummary(dry_run=self.options.dry_run)
         with self.library.lock(self.options.wait), self.library.session() as session:
+            roots = [Path(self.library.indexed_path(session, root)) for root in roots]
             model_row = self.library.ensure_model(session, self.model)
             run = orm.Run(
                 model_pk=model_row.id,

@@ -59,8 +59,15 @@ def walk(roots: Iterable[Path], excludes: Iterable[str] = ()) -> Iterator[FoundF
 
 
 def _excluded(path: str, root: str, patterns: tuple[str, ...]) -> bool:
-    forms = (os.path.basename(path), os.path.relpath(path, root), path)
-    return any(fnmatch.fnmatch(form, p) for p in patterns for form in forms)
+    name, relative = os.path.basename(path), os.path.relpath(path, root)
+    return any(
+        fnmatch.fnmatch(name, p)
+        or fnmatch.fnmatch(path, p)
+        # Only a pattern with a slash is a path: fnmatch's * also matches '/', so 'd*.jpg'
+        # would otherwise skip everything under a folder whose name starts with d.
+        or ("/" in p and fnmatch.fnmatch(relative, p))
+        for p in patterns
+    )
 
 
 def _walk_dir(
