@@ -414,7 +414,7 @@ def test_decoding_workers_and_network_threads_follow_the_cores(monkeypatch, libr
 def test_decoding_workers_yield_the_cores_to_the_main_process(monkeypatch, model, tmp_path):
     path = write_jpeg(tmp_path / "IMG_0.jpg", seed=0)
     # The worker is forked after this patch: it reports its niceness where GPS would go.
-    monkeypatch.setattr(dataset, "read_camera_gps", lambda _: (float(os.nice(0)), 0.0))
+    monkeypatch.setattr(dataset, "read_camera_gps", lambda *_: (float(os.nice(0)), 0.0))
     loader = dataset.make_loader([str(path)], model.preprocess, batch_size=1, workers=1)
     (batch,) = list(loader)
     expected = min(19, os.nice(0) + dataset.WORKER_NICENESS)

@@ -64,7 +64,7 @@ class PhotoDataset(Dataset):
             data = read_file(path)
             outcome.content_hash = hashlib.sha256(data).hexdigest()
             tensor, outcome.facts = prepare(data, self.spec)
-            outcome.camera_gps = read_camera_gps(path)
+            outcome.camera_gps = read_camera_gps(path, data)
             return outcome, tensor
         except ImageError as error:
             outcome.error = str(error)

@@ -24,16 +24,21 @@ def sniff(path: Path) -> str | None:
         return sniff_format(handle.read(16))
 
 
-def exif_block(path: Path) -> bytes | None:
-    """The photo's EXIF TIFF block, None when it has none; ExifError when it cannot be found."""
-    kind = sniff(path)
+def exif_block(path: Path, data: bytes | None = None) -> bytes | None:
+    """The photo's EXIF TIFF block, None when it has none; ExifError when it cannot be found.
+
+    ``data``: the file's bytes when the caller has already read them (not read again).
+    """
+    kind = sniff(path) if data is None else sniff_format(data[:16])
+    if kind in ("jpeg", "tiff", "png") and data is None:
+        data = path.read_bytes()
     try:
         if kind == "jpeg":
-            return jpeg.exif_tiff(jpeg.parse(path.read_bytes()))
+            return jpeg.exif_tiff(jpeg.parse(data))
         if kind == "tiff":
-            return path.read_bytes()
+            return data
         if kind == "png":
-            found = png.chunks(path.read_bytes())
+            found = png.chunks(data)
             if any(k in (b"tEXt", b"zTXt", b"iTXt") and b.startswith(_PNG_EXIF_TEXT)
                    for k, b in found):
                 raise exif.ExifError("EXIF kept in a PNG text chunk")
@@ -60,12 +65,12 @@ def _pillow_block(path: Path) -> bytes | None:
     return raw[len(jpeg.EXIF_ID) :] if raw.startswith(jpeg.EXIF_ID) else raw
 
 
-def camera_gps(path: Path) -> tuple[float, float] | None:
+def camera_gps(path: Path, data: bytes | None = None) -> tuple[float, float] | None:
     """The photo's own GPS position, None when it has none (or only phototagger's estimate).
 
     Raises ExifError (or OSError) when that cannot be told.
     """
-    tiff = exif_block(path)
+    tiff = exif_block(path, data)
     if tiff is None or exif.is_ours(tiff):
         return None
     return exif.read_gps(tiff)

@@ -146,14 +146,15 @@ def _check(request: TagRequest) -> None:
 
 
 # -- GPS knowledge ------------------------------------------------------------------------
-def read_camera_gps(path: str | Path) -> tuple[float, float] | None:
+def read_camera_gps(path: str | Path, data: bytes | None = None) -> tuple[float, float] | None:
     """The file's own EXIF GPS position (not one phototagger estimated); never raises.
 
     None means "no usable position", unreadable EXIF included; the writer itself asks
-    position.has_camera_gps, which tells "unknown" apart from "none".
+    position.has_camera_gps, which tells "unknown" apart from "none". ``data``: the file's
+    bytes, when already read.
     """
     try:
-        return position.camera_gps(Path(path))
+        return position.camera_gps(Path(path), data)
     except Exception:  # broken EXIF of any kind reads as "no usable position"
         return None
 
