@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from phototagger.errors import ImageError
 from phototagger.imaging import ImageFacts, PreprocessSpec, prepare, read_file
+from phototagger.scan.memory import retain_freed_memory
 from phototagger.tags import read_camera_gps
 
 #: How much lower decoding workers run than the process that consumes their batches.
@@ -113,11 +114,17 @@ def make_loader(
         pin_memory=pin_memory,
         persistent_workers=False,
         prefetch_factor=4 if workers else None,
-        worker_init_fn=_defer_to_main_process,
+        worker_init_fn=_init_worker,
     )
 
 
-def _defer_to_main_process(worker_id: int) -> None:
+def _init_worker(worker_id: int) -> None:
+    # Inherited from the main process when workers are forked, not when they are spawned.
+    retain_freed_memory()
+    _defer_to_main_process()
+
+
+def _defer_to_main_process() -> None:
     """Let the main process (network, index, tag writers) win when cores are contended.
 
     It is the pipeline's single consumer: ahead of it, workers only fill the prefetch queue

@@ -33,6 +33,7 @@ from phototagger.index import Library, path_key
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan.changes import Plan, Work, plan_changes
+from phototagger.scan.memory import retain_freed_memory
 
 if TYPE_CHECKING:
     from phototagger.scan.dataset import Batch, Decoded
@@ -202,6 +203,7 @@ class Scanner:
             return
         import torch  # only now: an unchanged library is rescanned without loading torch
 
+        retain_freed_memory()
         threads = torch.get_num_threads()
         torch.set_num_threads(self._network_threads(threads))
         try:

@@ -1,0 +1,42 @@
+"""The scan's allocator settings: big freed blocks are reused, not faulted in again each batch."""
+
+import platform
+import subprocess
+import sys
+
+import pytest
+
+CHURN = """
+import resource, sys
+from phototagger.scan.memory import retain_freed_memory
+if sys.argv[1] == "tuned":
+    assert retain_freed_memory()
+def batch():  # like a batch of photos or activations: big blocks, all freed at the end
+    blocks = [b"x" * (6 << 20) for _ in range(8)]
+    del blocks
+batch()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(5):
+    batch()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def page_faults(mode: str) -> int:
+    result = subprocess.run([sys.executable, "-c", CHURN, mode], capture_output=True, text=True,
+                            check=True)
+    return int(result.stdout)
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_freed_blocks_are_reused_instead_of_returned_to_the_kernel():
+    pages = 5 * 8 * (6 << 20) // 4096
+    assert page_faults("default") > pages // 2  # glibc on its own: the pages come back anew
+    assert page_faults("tuned") < pages // 50
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] == "glibc", reason="for other C libraries")
+def test_elsewhere_nothing_changes():
+    from phototagger.scan.memory import retain_freed_memory
+
+    assert retain_freed_memory() is False
