@@ -134,6 +134,21 @@ def export(checkpoint: Path, out: Path) -> None:
 
 
 @cli.command()
+@click.option("--model", "model_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              required=True)
+@click.option("--out", type=click.Path(path_type=Path), required=True)
+@click.option("--version", help="The new file's version (default: the old one's).")
+def rescript(model_path: Path, out: Path, version: str | None) -> None:
+    """Rewrite a model file with this code's network: same weights, metadata and outputs."""
+    from training.export import rescript as run
+
+    try:
+        click.echo(f"wrote {run(model_path, out, version)}")
+    except PhototaggerError as error:
+        _fail(error)
+
+
+@cli.command()
 @click.argument("models", nargs=-1, type=click.Path(path_type=Path, exists=True, dir_okay=False),
                 required=True)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("docs/models.md"),

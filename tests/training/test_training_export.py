@@ -60,3 +60,52 @@ def test_export_rebuilds_a_checkpoint(tmp_path: Path):
         expected = torch.softmax(trainer.model.eval()(batch), -1)
     torch.testing.assert_close(LandmarkModel.load(path).probabilities(batch), expected)
     assert LandmarkModel.load(path).meta["training"]["epochs"] == 1
+
+
+@pytest.mark.parametrize("size", [7, 8])
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_stride_one_layers_pad_like_tensorflow_same(size: int, kernel: int):
+    """The stride-1 layers use the convolution's own padding: it must be TensorFlow's SAME."""
+    from training.nets.efficientnet_lite import SameConv, _conv_bn
+
+    torch.manual_seed(0)
+    layer = _conv_bn(4, 4, kernel, stride=1, groups=4, act=False)[0]
+    same = SameConv(4, 4, kernel, 1, groups=4)
+    same.weight = layer.weight
+    x = torch.randn(2, 4, size, size)
+    torch.testing.assert_close(layer(x), same(x))
+
+
+def test_rescript_keeps_weights_metadata_and_outputs(tmp_path: Path):
+    from training.export import rescript
+
+    classes = list(read_gazetteer(FIXTURES / "gazetteer.csv").values())
+    torch.manual_seed(0)
+    model = nets.build("efficientnet_lite0", len(classes), pretrained=False).eval()
+    spec = PreprocessSpec(64, 72, (0.5,) * 3, (0.5,) * 3)
+    meta = model_meta("efficientnet_lite0", classes, spec, {"data": "synthetic"},
+                      {"val_top1": 0.5}, temperature=1.5, threshold=0.4)
+    old = LandmarkModel.load(export_model(model, meta, tmp_path / "old.pt"), device="cpu")
+    new = LandmarkModel.load(rescript(old.path, tmp_path / "new.pt", version="1.0.1"), "cpu")
+
+    batch = torch.randn(3, 3, 64, 64)
+    torch.testing.assert_close(new.probabilities(batch), old.probabilities(batch))
+    assert new.version == "1.0.1" and new.model_id != old.model_id
+    assert {k: v for k, v in new.meta.items() if k != "version"} == {
+        k: v for k, v in old.meta.items() if k != "version"
+    }
+
+
+def test_rescript_refuses_a_file_whose_architecture_it_cannot_rebuild(tmp_path: Path):
+    from phototagger.errors import ModelFormatError
+    from training.export import rescript
+
+    classes = list(read_gazetteer(FIXTURES / "gazetteer.csv").values())
+    spec = PreprocessSpec(32, 37, (0.5,) * 3, (0.5,) * 3)
+    scratch = nets.build("scratch", len(classes)).eval()
+    # A scratch network whose metadata claims to be Lite0: its weights fit no Lite0.
+    path = export_model(scratch, model_meta("efficientnet_lite0", classes, spec, {}, {}),
+                        tmp_path / "liar.pt")
+    with pytest.raises(ModelFormatError, match="cannot be rebuilt"):
+        rescript(path, tmp_path / "out.pt")
+    assert not (tmp_path / "out.pt").exists()

@@ -54,7 +54,8 @@ def _round_channels(channels: float, divisor: int = 8) -> int:
 
 
 class SameConv(nn.Conv2d):
-    """A bias-free convolution padded like TensorFlow's ``SAME``: extra pixel at bottom/right."""
+    """A bias-free strided convolution padded like TensorFlow's ``SAME``: extra pixel at
+    bottom/right, so the padding depends on the input size and is applied here."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1):
         super().__init__(cin, cout, kernel, stride, padding=0, groups=groups, bias=False)
@@ -70,8 +71,12 @@ class SameConv(nn.Conv2d):
 
 def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
              act: bool = True) -> nn.Sequential:
-    layers: list[nn.Module] = [SameConv(cin, cout, kernel, stride, groups),
-                               nn.BatchNorm2d(cout, **_BN)]
+    # At stride 1, SAME with an odd kernel is kernel // 2 on every side, whatever the input:
+    # the convolution pads by itself, with no padded copy of its input. Measured on two cores,
+    # the shipped Lite0 at 4 images a call: 23.5 -> 20 ms of CPU per image.
+    conv = (nn.Conv2d(cin, cout, kernel, 1, kernel // 2, groups=groups, bias=False)
+            if stride == 1 else SameConv(cin, cout, kernel, stride, groups))
+    layers: list[nn.Module] = [conv, nn.BatchNorm2d(cout, **_BN)]
     if act:
         layers.append(nn.ReLU6(inplace=True))
     return nn.Sequential(*layers)
