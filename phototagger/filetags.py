@@ -13,9 +13,9 @@ from sqlalchemy import delete, insert, update
 from sqlalchemy.orm import Session
 
 from phototagger import tags
+from phototagger.hashing import file_hash
 from phototagger.index import models as orm
 from phototagger.index import path_key
-from phototagger.scan.changes import file_hash
 
 #: Where tags go: into the file where that is lossless (else a sidecar), sidecars only, nowhere.
 WRITE_MODES = ("embed", "sidecar", "none")
@@ -38,7 +38,8 @@ def write_file(
     a writer thread while the model works. Raises TagWriteError on refusal."""
     result = tags.write_tags(path, request, mode=mode, preserve_mtime=preserve_mtime)
     if result.photo is not None:  # rewritten: its hash is known without reading it again
-        return FileWrite(result, result.photo.size, result.photo.mtime_ns, result.photo.sha256)
+        photo = result.photo
+        return FileWrite(result, photo.size, photo.mtime_ns, photo.content_hash)
     return FileWrite(result, *_file_state(path))
 
 

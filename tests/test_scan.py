@@ -15,11 +15,11 @@ from images import gps_exif, write_image, write_jpeg
 from phototagger import tags
 from phototagger.corrections import remove_landmark
 from phototagger.errors import IndexLockedError
+from phototagger.hashing import file_hash
 from phototagger.index import Library
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan import dataset, pipeline
-from phototagger.scan.changes import file_hash
 from phototagger.scan.pipeline import Scanner, ScanOptions
 
 

@@ -1,9 +1,11 @@
+import hashlib
 import os
 from pathlib import Path
 
 from images import write_image, write_jpeg
+from phototagger.hashing import content_hash, file_hash
 from phototagger.index import KnownPhoto
-from phototagger.scan.changes import file_hash, plan_changes
+from phototagger.scan.changes import plan_changes
 from phototagger.scan.walk import FoundFile, WalkProblem, walk
 
 
@@ -48,10 +50,10 @@ def test_walk_reports_unreadable_folder_and_broken_link(tmp_path):
         assert "cannot list folder" in reasons["locked"]
 
 
-def known(path: Path, photo_id: int, predicted=True, status="ok") -> KnownPhoto:
+def known(path: Path, photo_id: int, predicted=True, status="ok", algorithm="xxh3") -> KnownPhoto:
     info = path.stat()
-    return KnownPhoto(photo_id, info.st_size, info.st_mtime_ns, file_hash(str(path)), status,
-                      predicted)
+    return KnownPhoto(photo_id, info.st_size, info.st_mtime_ns, file_hash(str(path), algorithm),
+                      status, predicted)
 
 
 def test_plan_sorts_new_changed_unchanged_new_model_and_failed(tmp_path):
@@ -92,3 +94,33 @@ def test_plan_recognises_a_moved_file_by_content(tmp_path):
     assert [(m.photo_id, m.found.path) for m in plan.moves] == [(7, str(target))]
     assert plan.work == []
     assert plan.missing == {8}
+
+
+def test_a_move_is_recognised_against_an_older_index_that_holds_sha256(tmp_path):
+    photo = write_jpeg(tmp_path / "old" / "IMG_1.jpg")
+    index = {str(photo): known(photo, 7, algorithm="sha256")}
+    assert index[str(photo)].content_hash == hashlib.sha256(photo.read_bytes()).hexdigest()
+    target = tmp_path / "IMG_1 moved.jpg"
+    photo.rename(target)
+    plan = plan_changes(walk([tmp_path]), index)
+    assert [(m.photo_id, m.found.path) for m in plan.moves] == [(7, str(target))]
+
+
+def test_a_new_file_of_the_same_size_is_no_move(tmp_path):
+    photo = write_jpeg(tmp_path / "IMG_1.jpg")
+    index = {str(photo): known(photo, 7)}
+    data = bytearray(photo.read_bytes())
+    data[-3] ^= 0xFF  # same size, other content
+    photo.unlink()
+    (tmp_path / "IMG_2.jpg").write_bytes(bytes(data))
+    plan = plan_changes(walk([tmp_path]), index)
+    assert plan.moves == [] and plan.missing == {7}
+    assert [Path(w.path).name for w in plan.work] == ["IMG_2.jpg"]
+
+
+def test_content_hash_of_pieces_is_the_hash_of_the_file(tmp_path):
+    photo = write_jpeg(tmp_path / "IMG_1.jpg")
+    data = photo.read_bytes()
+    whole = content_hash(data)
+    assert whole == file_hash(str(photo)) == content_hash([data[:10], memoryview(data)[10:]])
+    assert whole.startswith("xxh3:") and whole != content_hash(data[:-1])

@@ -7,11 +7,11 @@ a move, and keeps its predictions.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from phototagger.hashing import algorithm_of, file_hash
 from phototagger.imaging import sniff_format
 from phototagger.index import KnownPhoto
 from phototagger.scan.walk import FoundFile, WalkProblem, has_image_extension
@@ -49,15 +49,6 @@ class Plan:
 
     def count(self, reason: str) -> int:
         return sum(1 for item in self.work if item.reason == reason)
-
-
-def file_hash(path: str) -> str:
-    """SHA-256 of a file's bytes: how a moved or renamed photo is recognised."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _gone(path: str) -> bool:
@@ -142,12 +133,15 @@ def _find_move(item: FoundFile, by_size: dict[int, list[tuple[str, KnownPhoto]]]
     candidates = by_size.get(item.size)
     if not candidates:
         return None
-    try:
-        digest = file_hash(item.path)
-    except OSError:
-        return None
+    digests: dict[str, str] = {}  # an older index holds SHA-256 values: one of each at most
     for index, (old_path, photo) in enumerate(candidates):
-        if photo.content_hash == digest and _gone(old_path):
+        algorithm = algorithm_of(photo.content_hash)
+        try:
+            if algorithm not in digests:
+                digests[algorithm] = file_hash(item.path, algorithm)
+        except OSError:
+            return None
+        if digests[algorithm] == photo.content_hash and _gone(old_path):
             del candidates[index]  # one old photo moves to one new place
             return Move(photo.id, old_path, item)
     return None

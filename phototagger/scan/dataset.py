@@ -6,7 +6,6 @@ Each file is read once: its bytes are hashed (for move detection) and decoded fr
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import signal
 import threading
@@ -17,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from phototagger.errors import ImageError
+from phototagger.hashing import content_hash
 from phototagger.imaging import ImageFacts, PreprocessSpec, prepare, read_file
 from phototagger.scan.memory import retain_freed_memory
 from phototagger.tags import read_camera_gps
@@ -63,7 +63,7 @@ class PhotoDataset(Dataset):
         outcome = Decoded(index, path)
         try:
             data = read_file(path)
-            outcome.content_hash = hashlib.sha256(data).hexdigest()
+            outcome.content_hash = content_hash(data)
             tensor, outcome.facts = prepare(data, self.spec)
             outcome.camera_gps = read_camera_gps(path, data)
             return outcome, tensor

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from phototagger.hashing import content_hash
 
 
 class OwnerError(PermissionError):
@@ -23,7 +24,7 @@ class Replaced:
 
     size: int
     mtime_ns: int
-    sha256: str
+    content_hash: str
 
 
 #: A file's new content: one buffer, or several written one after the other (no joined copy).
@@ -44,7 +45,7 @@ def atomic_write(
     file whose owner, extended attributes, permissions (and, with preserve_mtime, times) the
     result keeps; an owner that cannot be kept raises OwnerError unless keep_owner is False
     (best effort). Any failure removes the temp file and leaves target as it was. Returns the
-    size, mtime and SHA-256 of what was verified and put in place.
+    size, mtime and content hash (phototagger.hashing) of what was verified and put in place.
     """
     target = Path(os.path.realpath(target))
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -72,7 +73,7 @@ def atomic_write(
             temp.unlink()
         raise
     fsync_dir(target.parent)
-    return Replaced(info.st_size, info.st_mtime_ns, hashlib.sha256(written).hexdigest())
+    return Replaced(info.st_size, info.st_mtime_ns, content_hash(written))
 
 
 def _keep_owner(temp: Path, before: os.stat_result, strict: bool) -> None:
