@@ -11,7 +11,8 @@ with grain added so they compress like camera files, 3-5 MB each):
 - naive baseline: full Pillow decode, one image at a time, the eager network, batch of one;
 - model alone: the loaded (frozen) network on preprocessed batches, no decoding;
 - phototagger scan: the whole pipeline (walk, hash, decode, batched TorchScript, index, tags);
-- the same scan with ``--write none``: the index only, so the cost of writing tags shows;
+- the same scan with ``--write none``: the index only, so the cost of writing tags shows
+  (both scans run ``--repeats`` times, alternated: the median is printed, with the range);
 - rescan: a library of N unchanged files already in the index, scanned again;
 - peak memory of the scan: this process and its decoding workers together (PSS).
 """
@@ -22,6 +23,7 @@ import argparse
 import contextlib
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,6 +42,7 @@ from phototagger.index import Library
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan.dataset import make_loader
+from phototagger.scan.memory import retain_freed_memory
 from phototagger.scan.pipeline import Scanner, ScanOptions
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "landmarks" / "train"
@@ -194,6 +197,12 @@ def _pss_kb(pid: int) -> int:
     return 0
 
 
+def _spread(rates: list[float]) -> str:
+    if len(rates) < 2:
+        return ""
+    return f"median of {len(rates)}: {min(rates):.1f}-{max(rates):.1f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200)
@@ -204,7 +213,13 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="scans of each kind: a shared machine's speed drifts, the median "
+                             "and the range tell more than one run")
     parser.add_argument("--keep", action="store_true", help="keep the generated folder")
+    parser.add_argument("--photos", type=Path,
+                        help="copy the JPEGs of this folder (say, a kept photos/) instead of "
+                             "making new ones")
     args = parser.parse_args()
 
     model = LandmarkModel.load(args.model, args.device)
@@ -213,24 +228,35 @@ def main() -> None:
         print(f"model: {model.model_id} ({model.architecture}, {model.preprocess.input_size} px)"
               f" on {model.device}; torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}")
         started = time.perf_counter()
-        paths = make_photos(work / "photos", args.images)
+        if args.photos:
+            shutil.copytree(args.photos, work / "photos")
+            paths = sorted((work / "photos").glob("*.jpg"))[: args.images]
+        else:
+            paths = make_photos(work / "photos", args.images)
         mean_mb = sum(p.stat().st_size for p in paths) / len(paths) / 1e6
-        print(f"made {len(paths)} JPEGs of 4000x3000 ({mean_mb:.1f} MB each) "
+        print(f"{len(paths)} JPEGs ({mean_mb:.1f} MB each) ready "
               f"in {time.perf_counter() - started:.0f} s")
 
         baseline_paths = paths[: args.baseline_images]
         baseline = naive_baseline(model, baseline_paths)
+        # From here on, the allocator settings the scan itself uses (the baseline is naive).
+        retain_freed_memory()
         floor = decode_floor(model, paths, args.workers, args.batch_size)
         network_rate = model_alone(model, args.batch_size)
-        no_tags_seconds, _ = full_scan(model, work / "photos", args.workers, args.batch_size,
-                                       write="none")
-        scan_seconds, summary = full_scan(model, work / "photos", args.workers, args.batch_size)
+        no_tags_rates, scan_rates = [], []
+        for repeat in range(args.repeats):  # alternated, so a slow spell hits both kinds
+            seconds, _ = full_scan(model, work / "photos", args.workers, args.batch_size,
+                                   write="none", index=f"-{repeat}")
+            no_tags_rates.append(len(paths) / seconds)
+            seconds, summary = full_scan(model, work / "photos", args.workers, args.batch_size,
+                                         index=f"-{repeat}")
+            scan_rates.append(len(paths) / seconds)
         # Memory from a scan of its own: sampling it costs CPU (~13 ms a process a sample),
         # which would slow the timed scans. A new index, so the photos are all tagged again.
         with PeakMemory() as memory:
             full_scan(model, work / "photos", args.workers, args.batch_size, index="-memory")
-        no_tags_rate = len(paths) / no_tags_seconds
-        floor_rate, scan_rate = len(paths) / floor, len(paths) / scan_seconds
+        no_tags_rate, scan_rate = statistics.median(no_tags_rates), statistics.median(scan_rates)
+        floor_rate = len(paths) / floor
         baseline_rate = len(baseline_paths) / baseline
         print()
         print(f"{'measure':44s} {'images/s':>9s} {'vs naive':>9s}")
@@ -240,9 +266,9 @@ def main() -> None:
         print(f"{'model alone (batched, no decoding)':44s} {network_rate:9.1f} "
               f"{network_rate / baseline_rate:9.2f}")
         print(f"{'phototagger scan --write none (index only)':44s} {no_tags_rate:9.1f} "
-              f"{no_tags_rate / baseline_rate:9.2f}")
+              f"{no_tags_rate / baseline_rate:9.2f}  {_spread(no_tags_rates)}")
         print(f"{'phototagger scan (end to end, tags written)':44s} {scan_rate:9.1f} "
-              f"{scan_rate / baseline_rate:9.2f}")
+              f"{scan_rate / baseline_rate:9.2f}  {_spread(scan_rates)}")
         print(f"scan reached {scan_rate / floor_rate:.0%} of the decode floor; "
               f"tagged {summary['tagged']}, failed {len(summary['failed'])}")
 
