@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -75,7 +76,9 @@ def eager_network(model: LandmarkModel) -> torch.nn.Module:
         from training import nets
 
         network = nets.build(model.architecture, len(model.classes), pretrained=False)
-        weights = torch.jit.load(str(model.path), map_location="cpu").state_dict()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # TorchScript: the shipped format
+            weights = torch.jit.load(str(model.path), map_location="cpu").state_dict()
         network.load_state_dict(weights)  # from the file: the loaded module is frozen
         return network.eval().to(model.device)
     except Exception as error:  # the training extra is missing or the architecture is unknown
