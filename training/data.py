@@ -15,12 +15,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
 
 from phototagger.errors import ConfigError, ImageError
-from phototagger.imaging import open_image
+from phototagger.imaging import open_image, resized
 from phototagger.landmarks import Landmark, fold, match, read_gazetteer
 from phototagger.scan.walk import IMAGE_EXTENSIONS
 
@@ -148,11 +147,7 @@ def split_digest(samples: list[tuple[Path, int]], indices: list[int], root: Path
 def decode(path: Path, short_side: int) -> torch.Tensor:
     """Decode upright RGB through phototagger's own reader, short side scaled to ``short_side``."""
     image, _ = open_image(path, min_side=short_side)
-    scale = short_side / min(image.size)
-    size = (max(short_side, round(image.width * scale)),
-            max(short_side, round(image.height * scale)))
-    image = image.resize(size, Image.BILINEAR)
-    return v2.functional.pil_to_tensor(image)
+    return resized(image, short_side)
 
 
 def centre_crop(size: int, mean, std) -> v2.Compose:

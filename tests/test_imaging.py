@@ -1,0 +1,54 @@
+"""Preprocessing: the model's input is what Pillow's bilinear resize and a centre crop give."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from phototagger.imaging import PreprocessSpec, load_input, open_image, resized, to_input
+
+FIXTURES = Path(__file__).parent / "fixtures" / "exif"
+SPEC = PreprocessSpec(224, 256, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def pillow_reference(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:
+    """The same preprocessing written plainly with Pillow and numpy, as an independent check."""
+    scale = spec.resize / min(image.size)
+    size = (max(spec.resize, round(image.width * scale)),
+            max(spec.resize, round(image.height * scale)))
+    image = image.resize(size, Image.BILINEAR)
+    left, top = (size[0] - spec.input_size) // 2, (size[1] - spec.input_size) // 2
+    crop = image.crop((left, top, left + spec.input_size, top + spec.input_size))
+    array = (np.asarray(crop, dtype=np.float32) / 255 - spec.mean) / spec.std
+    return torch.from_numpy(array.astype(np.float32)).permute(2, 0, 1)
+
+
+def noise(width: int, height: int) -> Image.Image:
+    """Every pixel unlike its neighbours: a crop or a scale off by one pixel shows at once."""
+    pixels = np.random.default_rng(width * height).integers(0, 256, (height, width, 3))
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+@pytest.mark.parametrize("size", [(500, 375), (375, 500), (1003, 257), (300, 301), (120, 90)])
+def test_input_is_pillows_bilinear_resize_and_centre_crop_within_a_level(size):
+    image = noise(*size)
+    got, expected = to_input(image, SPEC), pillow_reference(image, SPEC)
+    assert got.shape == expected.shape == (3, 224, 224) and got.dtype == torch.float32
+    level = 1 / 255 / min(SPEC.std)
+    assert (got - expected).abs().max() <= level * 1.01
+
+
+def test_a_real_photo_decoded_at_reduced_scale_matches_too():
+    image, _ = open_image(FIXTURES / "portrait_6.jpg", min_side=SPEC.resize)
+    got = load_input(FIXTURES / "portrait_6.jpg", SPEC)[0]
+    expected = pillow_reference(image, SPEC)
+    level = 1 / 255 / min(SPEC.std)
+    assert (got - expected).abs().max() <= level * 1.01
+    assert (got - expected).abs().mean() < level / 10  # nearly every pixel identical
+
+
+def test_resized_keeps_the_aspect_and_the_short_side():
+    pixels = resized(noise(1000, 600), 256)
+    assert pixels.dtype == torch.uint8 and tuple(pixels.shape) == (3, 256, 427)
