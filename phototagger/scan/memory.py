@@ -2,10 +2,10 @@
 
 glibc's malloc maps large blocks (a 3 MB photo, a 19 MB activation of the network) fresh from
 the kernel and returns them on free, so every batch pays a page fault on each 4 KiB page
-again: on two cores the scan spent a sixth of its CPU time in them. Raising the two
-thresholds below makes those blocks come from, and go back to, the heap, where the next
-batch reuses them. Peak memory stays what the scan needs at once; it no longer shrinks
-between batches.
+again. Raising the two thresholds below makes those blocks come from, and go back to, the
+heap, where the next batch reuses them: on two cores, 200 photos of 12 MP, the scan's CPU
+time went from 77-80 to 68-71 ms an image. Peak memory stays what the scan needs at once
+(about 1 GB with its workers); it no longer shrinks between batches.
 """
 
 from __future__ import annotations
