@@ -199,16 +199,26 @@ def _taken_at(exif: Image.Exif) -> datetime | None:
         return None
 
 
+#: Names how photos become inputs; part of the key of anything cached from them (training's
+#: feature cache), so a change here is never mixed with inputs made the old way.
+PREPROCESSING = "reduce by whole factors to 2x, torch antialiased bilinear, centre crop floored"
+
+
 def resized(image: Image.Image, short_side: int) -> torch.Tensor:
     """The RGB image as a uint8 3 x H x W tensor whose short side is ``short_side``.
 
-    Antialiased bilinear in torch: within one level in 255 of Pillow's BILINEAR, at a third of
-    its CPU time (a 12 MP photo decoded at 1/8 scale, 500x375 to 341x256: 0.9 against 3.4 ms
-    with the crop and normalisation), which every photo of a scan pays in its worker.
+    Antialiased bilinear in torch: within one level in 255 of Pillow's BILINEAR and a third
+    of its CPU time on a JPEG decoded at 1/8 scale (500x375 to 341x256: 0.9 against 3.4 ms,
+    crop and normalisation included). Formats without a DCT-domain draft (PNG, HEIC...)
+    arrive at full size: a box reduction by a whole factor first, as Pillow's reducing_gap
+    does, keeps the tensor copy and the resampling small.
     """
     import torch  # here, not at the top: a rescan with nothing to decode never loads torch
     from torch.nn import functional as F
 
+    factor = min(image.size) // (2 * short_side)
+    if factor > 1:
+        image = image.reduce(factor)
     width, height = image.size
     scale = short_side / min(width, height)
     size = (max(short_side, round(height * scale)), max(short_side, round(width * scale)))
@@ -216,17 +226,21 @@ def resized(image: Image.Image, short_side: int) -> torch.Tensor:
     return F.interpolate(pixels, size=size, mode="bilinear", antialias=True, align_corners=False)[0]
 
 
-def to_input(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:
-    """Resize the short side to ``spec.resize``, centre-crop, normalise: a 3 x S x S tensor."""
+def normalised_crop(pixels: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
+    """The centre ``spec.input_size`` square of uint8 3 x H x W pixels, normalised (float)."""
     import torch
 
-    pixels = resized(image, spec.resize)
     top = (pixels.shape[1] - spec.input_size) // 2
     left = (pixels.shape[2] - spec.input_size) // 2
     crop = pixels[:, top : top + spec.input_size, left : left + spec.input_size].float()
     mean = torch.tensor(spec.mean).view(3, 1, 1) * 255
     std = torch.tensor(spec.std).view(3, 1, 1) * 255
     return (crop - mean) / std
+
+
+def to_input(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:
+    """Resize the short side to ``spec.resize``, centre-crop, normalise: a 3 x S x S tensor."""
+    return normalised_crop(resized(image, spec.resize), spec)
 
 
 def prepare(data: bytes, spec: PreprocessSpec) -> tuple[torch.Tensor, ImageFacts]:

@@ -52,3 +52,20 @@ def test_a_real_photo_decoded_at_reduced_scale_matches_too():
 def test_resized_keeps_the_aspect_and_the_short_side():
     pixels = resized(noise(1000, 600), 256)
     assert pixels.dtype == torch.uint8 and tuple(pixels.shape) == (3, 256, 427)
+
+
+def smooth(width: int, height: int) -> Image.Image:
+    x = np.linspace(0, 4 * np.pi, width)[None, :]
+    y = np.linspace(0, 3 * np.pi, height)[:, None]
+    channels = [127 + 120 * np.sin(x + y), 127 + 120 * np.cos(x - y), 127 + 120 * np.sin(x * y / 9)]
+    return Image.fromarray(np.stack(channels, axis=2).astype(np.uint8))
+
+
+def test_a_full_size_photo_is_reduced_first_and_still_matches_pillow():
+    """PNG, HEIC and co. arrive at full size (no DCT draft): reduced by a whole factor first."""
+    image = smooth(3000, 2000)  # reduced by 3 to 1000x666 before the resize to 384x256
+    got, expected = to_input(image, SPEC), pillow_reference(image, SPEC)
+    level = 1 / 255 / min(SPEC.std)
+    assert got.shape == (3, 224, 224)
+    assert (got - expected).abs().mean() < level
+    assert (got - expected).abs().max() < 4 * level

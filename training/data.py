@@ -150,12 +150,6 @@ def decode(path: Path, short_side: int) -> torch.Tensor:
     return resized(image, short_side)
 
 
-def centre_crop(size: int, mean, std) -> v2.Compose:
-    """On an image already decoded at the model's ``resize``: the same input as ``to_input``."""
-    return v2.Compose([v2.CenterCrop(size), v2.ToDtype(torch.float32, scale=True),
-                       v2.Normalize(mean, std)])
-
-
 def train_transform(size: int, mean, std) -> v2.Compose:
     """Tourist photos: framed anywhere, any light, some tilt, sometimes black and white.
 

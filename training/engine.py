@@ -9,6 +9,7 @@ view per photo. On two CPU cores this is what makes fine-tuning affordable (docs
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import math
@@ -24,13 +25,12 @@ from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
 from phototagger.errors import ConfigError
-from phototagger.imaging import PreprocessSpec, load_input
+from phototagger.imaging import PREPROCESSING, PreprocessSpec, load_input, normalised_crop
 from phototagger.model import select_device
 from training import nets
 from training.data import (
     DataSet,
     DecodedImages,
-    centre_crop,
     scan_folder,
     split_digest,
     split_negatives,
@@ -164,12 +164,12 @@ def feature_cache(config: TrainConfig, samples: list, digest: str, spec: Preproc
     repeated run does not pay for them again.
     """
     key = json.dumps([config.arch, config.freeze, config.views, config.seed, spec.to_dict(),
-                      digest, [str(p) for p, _ in samples]])
+                      PREPROCESSING, digest, [str(p) for p, _ in samples]])
     path = config.cache_dir / f"{config.arch}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
     if path.is_file():
         return torch.load(path)
     images = DecodedImages(samples, spec.resize, progress=_bar("decode train"))
-    clean = centre_crop(spec.input_size, spec.mean, spec.std)
+    clean = functools.partial(normalised_crop, spec=spec)  # exactly what scan feeds the model
     augment = make_train_transform(spec.input_size, spec.mean, spec.std)
     views = []
     for view in range(config.views):
