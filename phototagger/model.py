@@ -7,6 +7,7 @@ This is the only code that knows the format; ``training/export.py`` writes files
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import warnings
@@ -74,16 +75,41 @@ def validate_meta(meta: dict) -> None:
 
 
 def save_model_file(module: torch.jit.ScriptModule, meta: dict, path: str | Path) -> None:
-    """Write a model file: TorchScript plus ``phototagger.json``; the metadata is checked first."""
+    """Write a model file: TorchScript plus ``phototagger.json``; the metadata is checked first.
+
+    Atomically, and read back before it replaces anything: evaluation and ``rescript`` may
+    write over the very file they read.
+    """
     import torch
+
+    from phototagger.tags.atomic import atomic_write
 
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
     validate_meta(meta)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        torch.jit.save(module, str(path), _extra_files={META_NAME: json.dumps(meta, indent=1)})
+        torch.jit.save(module, buffer, _extra_files={META_NAME: json.dumps(meta, indent=1)})
+
+    def verify(written: bytes) -> None:
+        try:
+            same = _meta_in(io.BytesIO(written)) == meta
+        except (zipfile.BadZipFile, ValueError, ModelFormatError):
+            same = False
+        if not same:
+            raise ModelFormatError(f"{path}: the written model file does not read back")
+
+    atomic_write(path, buffer.getvalue(), verify, like=path if path.exists() else None)
+
+
+def _meta_in(archive_file: str | Path | io.BytesIO) -> dict:
+    with zipfile.ZipFile(archive_file) as archive:
+        names = [n for n in archive.namelist() if n.endswith(f"/extra/{META_NAME}")]
+        if not names:
+            raise ModelFormatError("not a phototagger model (no phototagger metadata)")
+        return json.loads(archive.read(names[0]))
 
 
 def read_meta(path: str | Path) -> dict:
@@ -92,11 +118,9 @@ def read_meta(path: str | Path) -> dict:
     if not path.is_file():
         raise ModelFormatError(f"model file not found: {path}")
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.endswith(f"/extra/{META_NAME}")]
-            if not names:
-                raise ModelFormatError(f"not a phototagger model (no phototagger metadata): {path}")
-            meta = json.loads(archive.read(names[0]))
+        meta = _meta_in(path)
+    except ModelFormatError as error:
+        raise ModelFormatError(f"{error}: {path}") from None
     except (zipfile.BadZipFile, OSError):
         raise ModelFormatError(f"not a TorchScript model file: {path}") from None
     except (json.JSONDecodeError, UnicodeDecodeError):

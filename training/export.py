@@ -82,12 +82,12 @@ def rescript(model_file: str | Path, out: str | Path, version: str | None = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         old = torch.jit.load(str(model_file), map_location="cpu").eval()
-    model = nets.build(meta["architecture"], len(meta["classes"]), pretrained=False)
     try:
+        model = nets.build(meta["architecture"], len(meta["classes"]), pretrained=False)
         model.load_state_dict(old.state_dict())
-    except RuntimeError:
+    except (ValueError, RuntimeError):  # an architecture this code lacks, or other weights
         raise ModelFormatError(
-            f"{model_file} cannot be rebuilt: its weights do not fit {meta['architecture']}"
+            f"{model_file} cannot be rebuilt as {meta['architecture']} by this code"
         ) from None
     size = meta["preprocess"]["input_size"]
     scripted = script(model, size)

@@ -94,6 +94,12 @@ def test_rescript_keeps_weights_metadata_and_outputs(tmp_path: Path):
     assert {k: v for k, v in new.meta.items() if k != "version"} == {
         k: v for k, v in old.meta.items() if k != "version"
     }
+    # In place: the file is replaced only once the new one reads back.
+    rescript(new.path, new.path, version="1.0.2")
+    again = LandmarkModel.load(new.path, "cpu")
+    assert again.version == "1.0.2"
+    torch.testing.assert_close(again.probabilities(batch), old.probabilities(batch))
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def test_rescript_refuses_a_file_whose_architecture_it_cannot_rebuild(tmp_path: Path):

@@ -74,6 +74,7 @@ def _conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
     # At stride 1, SAME with an odd kernel is kernel // 2 on every side, whatever the input:
     # the convolution pads by itself, with no padded copy of its input. Measured on two cores,
     # the shipped Lite0 at 4 images a call: 23.5 -> 20 ms of CPU per image.
+    assert kernel % 2, "SAME padding is kernel // 2 on every side for odd kernels only"
     conv = (nn.Conv2d(cin, cout, kernel, 1, kernel // 2, groups=groups, bias=False)
             if stride == 1 else SameConv(cin, cout, kernel, stride, groups))
     layers: list[nn.Module] = [conv, nn.BatchNorm2d(cout, **_BN)]
