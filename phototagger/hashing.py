@@ -18,10 +18,13 @@ PREFIX = "xxh3:"
 _BLOCK = 1 << 20
 
 
-def content_hash(data: bytes | memoryview | Iterable[bytes | memoryview]) -> str:
+Buffer = bytes | bytearray | memoryview
+
+
+def content_hash(data: Buffer | Iterable[Buffer]) -> str:
     """The hash of a file's bytes, given whole or as the consecutive pieces of the file."""
     digest = xxhash.xxh3_128()
-    for piece in [data] if isinstance(data, bytes | memoryview) else data:
+    for piece in [data] if isinstance(data, Buffer) else data:
         digest.update(piece)
     return PREFIX + digest.hexdigest()
 

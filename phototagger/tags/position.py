@@ -9,6 +9,7 @@ extracts from WebP and HEIF) and walked by ``exif.read_gps``, which checks refs 
 from __future__ import annotations
 
 import contextlib
+import io
 from pathlib import Path
 
 from phototagger.imaging import sniff_format
@@ -43,12 +44,12 @@ def exif_block(path: Path, data: bytes | None = None) -> bytes | None:
                    for k, b in found):
                 raise exif.ExifError("EXIF kept in a PNG text chunk")
             return next((body for k, body in found if k == b"eXIf"), None)
-        return _pillow_block(path)
+        return _pillow_block(path if data is None else io.BytesIO(data))
     except (jpeg.JpegStructureError, png.PngStructureError) as error:
         raise exif.ExifError(str(error)) from None
 
 
-def _pillow_block(path: Path) -> bytes | None:
+def _pillow_block(path: Path | io.BytesIO) -> bytes | None:
     from PIL import Image
 
     with contextlib.suppress(ImportError):
