@@ -38,7 +38,6 @@ import torch
 from PIL import Image, ImageOps
 
 from phototagger import config
-from phototagger.imaging import to_input
 from phototagger.index import Library
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
@@ -86,13 +85,25 @@ def eager_network(model: LandmarkModel) -> torch.nn.Module:
         return model.module
 
 
+def naive_input(image: Image.Image, spec) -> torch.Tensor:
+    """What a first version would write: Pillow resize and crop, numpy normalisation."""
+    scale = spec.resize / min(image.size)
+    size = (max(spec.resize, round(image.width * scale)),
+            max(spec.resize, round(image.height * scale)))
+    image = image.resize(size, Image.BILINEAR)
+    left, top = (size[0] - spec.input_size) // 2, (size[1] - spec.input_size) // 2
+    image = image.crop((left, top, left + spec.input_size, top + spec.input_size))
+    array = (np.asarray(image, dtype=np.float32) / 255 - spec.mean) / spec.std
+    return torch.from_numpy(array.astype(np.float32)).permute(2, 0, 1)
+
+
 def naive_baseline(model: LandmarkModel, paths: list[Path]) -> float:
     network = eager_network(model)
     started = time.perf_counter()
     with torch.inference_mode():
         for path in paths:
             image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")  # full decode
-            logits = network(to_input(image, model.preprocess).unsqueeze(0).to(model.device))
+            logits = network(naive_input(image, model.preprocess).unsqueeze(0).to(model.device))
             torch.softmax(logits / model.temperature, dim=-1).cpu()
     return time.perf_counter() - started
 
@@ -221,9 +232,12 @@ def main() -> None:
                              "and the range tell more than one run")
     parser.add_argument("--keep", action="store_true", help="keep the generated folder")
     parser.add_argument("--photos", type=Path,
-                        help="copy the JPEGs of this folder (say, a kept photos/) instead of "
-                             "making new ones")
+                        help="copy the first --images JPEGs of this folder (say, a kept "
+                             "photos/, whose tags the scans then replace) instead of making new "
+                             "ones")
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
 
     model = LandmarkModel.load(args.model, args.device)
     work = Path(tempfile.mkdtemp(prefix="phototagger-bench-"))
@@ -232,8 +246,12 @@ def main() -> None:
               f" on {model.device}; torch threads {torch.get_num_threads()}, cpus {os.cpu_count()}")
         started = time.perf_counter()
         if args.photos:
-            shutil.copytree(args.photos, work / "photos")
-            paths = sorted((work / "photos").glob("*.jpg"))[: args.images]
+            (work / "photos").mkdir()
+            for source in sorted(args.photos.glob("*.jpg"))[: args.images]:
+                shutil.copy2(source, work / "photos")
+            paths = sorted((work / "photos").glob("*.jpg"))
+            if not paths:
+                parser.error(f"no JPEGs in {args.photos}")
         else:
             paths = make_photos(work / "photos", args.images)
         mean_mb = sum(p.stat().st_size for p in paths) / len(paths) / 1e6
