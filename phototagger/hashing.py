@@ -35,7 +35,8 @@ def algorithm_of(stored: str) -> str:
 
 
 def file_hash(path: str, algorithm: str = "xxh3") -> str:
-    """The hash of the file at ``path``; ``sha256`` only to compare with an older value."""
+    """The hash of the file at ``path``; ``sha256`` where that is what is wanted (a model
+    file's identity, the value an older index holds)."""
     digest = hashlib.sha256() if algorithm == "sha256" else xxhash.xxh3_128()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(_BLOCK), b""):

@@ -6,7 +6,6 @@ This is the only code that knows the format; ``training/export.py`` writes files
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import math
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from phototagger.errors import ConfigError, ModelFormatError
+from phototagger.hashing import file_hash
 from phototagger.imaging import PreprocessSpec
 from phototagger.landmarks import Landmark
 
@@ -129,14 +129,6 @@ def read_meta(path: str | Path) -> dict:
     return meta
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class LandmarkModel:
     """A model file: its classes and how to feed it now, its network on first use.
 
@@ -157,7 +149,7 @@ class LandmarkModel:
         self.architecture = str(meta["architecture"])
         self.temperature = float(meta.get("temperature", 1.0))
         self.threshold = float(meta.get("threshold", 0.5))
-        self.sha256 = _file_digest(path)
+        self.sha256 = file_hash(str(path), "sha256")
         self.model_id = f"{self.name}@{self.version}+{self.sha256[:12]}"
         self._module = None
         self._device = None if isinstance(device, str) else device
