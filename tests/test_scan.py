@@ -411,6 +411,47 @@ def test_decoding_workers_and_network_threads_follow_the_cores(monkeypatch, libr
     assert (asked._decoding_workers(), asked._network_threads(default=2)) == (0, 2)
 
 
+def test_the_network_takes_every_core_once_the_workers_are_through(
+    monkeypatch, library, model, tmp_path
+):
+    import time
+
+    import torch
+
+    root = tmp_path / "photos"
+    for index in range(6):
+        write_jpeg(root / f"{index}.jpg", seed=index)
+    real_prepare = dataset.prepare
+
+    def slow_last_file(data, spec):  # holds the last batch back in its worker
+        if data == (root / "5.jpg").read_bytes():
+            time.sleep(1.5)
+        return real_prepare(data, spec)
+
+    assert model.module is not None  # loaded (and checked on one input) before counting
+    threads_seen = []
+    real_probabilities = model.probabilities
+
+    def probabilities(inputs):
+        threads_seen.append(torch.get_num_threads())
+        return real_probabilities(inputs)
+
+    monkeypatch.setattr(dataset, "prepare", slow_last_file)
+    monkeypatch.setattr(model, "probabilities", probabilities)
+    monkeypatch.setattr(pipeline, "_cores", lambda: 2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        summary = scan(library, model, root, workers=2, batch_size=2)
+        assert torch.get_num_threads() == 2  # given back as found
+    finally:
+        torch.set_num_threads(threads)
+    assert summary.predicted == 6
+    # Two workers leave one core to the network; the last batch, with nothing left to
+    # decode, gets both.
+    assert threads_seen == [1, 1, 2]
+
+
 def test_decoding_workers_yield_the_cores_to_the_main_process(monkeypatch, model, tmp_path):
     path = write_jpeg(tmp_path / "IMG_0.jpg", seed=0)
     # The worker is forked after this patch: it reports its niceness where GPS would go.

@@ -6,6 +6,7 @@ Each file is read once: its bytes are hashed (for move detection) and decoded fr
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import os
 import signal
 import threading
@@ -44,21 +45,36 @@ class Batch:
 
     inputs: torch.Tensor
     items: list[Decoded]
+    #: Set by the consumer: no file is left to decode, so no worker needs a core any more.
+    decoding_done: bool = False
 
     def pin_memory(self) -> Batch:
         """Called by the DataLoader on CUDA runs, so host-to-device copies can be asynchronous."""
-        return Batch(self.inputs.pin_memory(), self.items)
+        return Batch(self.inputs.pin_memory(), self.items, self.decoding_done)
 
 
 class PhotoDataset(Dataset):
     def __init__(self, paths: Sequence[str], spec: PreprocessSpec):
         self.paths = list(paths)
         self.spec = spec
+        # Counted across the worker processes: shared memory, inherited or passed at start.
+        self._finished = multiprocessing.Value("q", 0)
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> tuple[Decoded, torch.Tensor | None]:
+        try:
+            return self._decode(index)
+        finally:
+            with self._finished.get_lock():
+                self._finished.value += 1
+
+    def all_decoded(self) -> bool:
+        """Whether every file has been through a worker (their batches may still be queued)."""
+        return self._finished.value >= len(self.paths)
+
+    def _decode(self, index: int) -> tuple[Decoded, torch.Tensor | None]:
         path = self.paths[index]
         outcome = Decoded(index, path)
         try:

@@ -207,7 +207,7 @@ class Scanner:
         threads = torch.get_num_threads()
         torch.set_num_threads(self._network_threads(threads))
         try:
-            self._predict_batches(session, work, model_row, summary)
+            self._predict_batches(session, work, model_row, summary, threads)
         finally:
             torch.set_num_threads(threads)
 
@@ -234,7 +234,12 @@ class Scanner:
         return max(2, _cores() // 2)
 
     def _predict_batches(
-        self, session: Session, work: list[Work], model_row: orm.Model, summary: ScanSummary
+        self,
+        session: Session,
+        work: list[Work],
+        model_row: orm.Model,
+        summary: ScanSummary,
+        all_threads: int,
     ) -> None:
         import torch
 
@@ -247,6 +252,9 @@ class Scanner:
         with progress, writers as writer:
             pending: list[PendingWrite] = []
             for batch in self._batches([item.path for item in work]):
+                if batch.decoding_done:
+                    # The workers are through: the batches still queued get every core.
+                    torch.set_num_threads(all_threads)
                 decoded = [item for item in batch.items if item.error is None]
                 probabilities = (
                     self.model.probabilities(batch.inputs) if decoded else torch.empty(0)
@@ -318,6 +326,7 @@ class Scanner:
                 for batch in loader:
                     for item in batch.items:
                         item.index += start
+                    batch.decoding_done = loader.dataset.all_decoded()
                     next_index = batch.items[-1].index + 1
                     yield batch
                 return
