@@ -59,3 +59,12 @@ def test_a_scan_on_cuda_pins_batches_and_records_what_the_cpu_scan_records(tmp_p
     for name, (tagged, best, probability) in on_cpu.items():
         assert on_cuda[name][:2] == (tagged, best), name
         assert abs(on_cuda[name][2] - probability) < 0.02, name
+
+
+def test_a_short_batch_runs_padded_to_the_scans_shape_and_keeps_its_own_rows():
+    model = LandmarkModel.load(config.DEFAULT_MODEL, "cuda")
+    batch = torch.stack([load_input(path, model.preprocess)[0] for path in CAMERA_PHOTOS[:3]])
+    padded, alone = model.probabilities(batch, pad_to=8), model.probabilities(batch)
+    assert padded.shape == alone.shape == (3, len(model.classes))
+    assert torch.equal(padded.argmax(-1), alone.argmax(-1))
+    assert (padded - alone).abs().max() < 0.01

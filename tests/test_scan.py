@@ -432,9 +432,9 @@ def test_the_network_takes_every_core_once_the_workers_are_through(
     threads_seen = []
     real_probabilities = model.probabilities
 
-    def probabilities(inputs):
+    def probabilities(inputs, **options):
         threads_seen.append(torch.get_num_threads())
-        return real_probabilities(inputs)
+        return real_probabilities(inputs, **options)
 
     monkeypatch.setattr(dataset, "prepare", slow_last_file)
     monkeypatch.setattr(model, "probabilities", probabilities)

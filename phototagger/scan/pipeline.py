@@ -257,7 +257,9 @@ class Scanner:
                     torch.set_num_threads(all_threads)
                 decoded = [item for item in batch.items if item.error is None]
                 probabilities = (
-                    self.model.probabilities(batch.inputs) if decoded else torch.empty(0)
+                    self.model.probabilities(batch.inputs, pad_to=self.options.batch_size)
+                    if decoded
+                    else torch.empty(0)
                 )
                 ranked = self.model.top_k(probabilities, self.options.top_k) if decoded else []
                 answers = dict(zip((item.index for item in decoded), ranked, strict=True))
