@@ -452,6 +452,22 @@ def test_the_network_takes_every_core_once_the_workers_are_through(
     assert threads_seen == [1, 1, 2]
 
 
+def test_work_given_for_while_decoding_runs_once_the_workers_have_started(
+    library, model, tmp_path
+):
+    import multiprocessing
+
+    paths = [str(write_jpeg(tmp_path / f"{index}.jpg", seed=index)) for index in range(4)]
+    events = []
+    scanner = Scanner(library, model, ScanOptions(workers=2, batch_size=2))
+    batches = scanner._batches(
+        paths, while_decoding=lambda: events.append(len(multiprocessing.active_children()))
+    )
+    for batch in batches:
+        events.append(len(batch.items))
+    assert events == [2, 2, 2]  # called once, with both workers running, before any batch
+
+
 def test_decoding_workers_yield_the_cores_to_the_main_process(monkeypatch, model, tmp_path):
     path = write_jpeg(tmp_path / "IMG_0.jpg", seed=0)
     # The worker is forked after this patch: it reports its niceness where GPS would go.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -251,7 +251,11 @@ class Scanner:
         writers = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="tag-writer")
         with progress, writers as writer:
             pending: list[PendingWrite] = []
-            for batch in self._batches([item.path for item in work]):
+            # On CUDA the network's first call at the scan's batch shape takes seconds (kernel
+            # selection): made while the workers decode, not after the first batch arrives.
+            size, on_cuda = self.options.batch_size, self.model.device.type == "cuda"
+            warm_up = (lambda: self.model.warm_up(size)) if on_cuda else None
+            for batch in self._batches([item.path for item in work], while_decoding=warm_up):
                 if batch.decoding_done:
                     # The workers are through: the batches still queued get every core.
                     torch.set_num_threads(all_threads)
@@ -307,8 +311,13 @@ class Scanner:
         self._commit(session)
         return still
 
-    def _batches(self, paths: list[str]) -> Iterator[Batch]:
+    def _batches(
+        self, paths: list[str], while_decoding: Callable[[], None] | None = None
+    ) -> Iterator[Batch]:
         """Decoded batches in file order; a decoder that kills its worker costs one file.
+
+        ``while_decoding`` is called once, as soon as the workers have started on the first
+        batches: work for the main process that would otherwise wait for them.
 
         When a worker process dies (a crash in a native decoder, the OOM killer), the next
         batch's files are decoded again one by one, each in a worker of its own, so the
@@ -323,9 +332,12 @@ class Scanner:
         start = 0
         while start < len(paths):
             loader = make_loader(paths[start:], self.model.preprocess, size, workers, pin)
+            batches = iter(loader)  # the workers start decoding here
+            if while_decoding is not None and start == 0:
+                while_decoding()
             next_index = start
             try:
-                for batch in loader:
+                for batch in batches:
                     for item in batch.items:
                         item.index += start
                     batch.decoding_done = loader.dataset.all_decoded()
