@@ -53,13 +53,14 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "landmarks" /
 def make_photos(folder: Path, count: int, size=(4000, 3000)) -> list[Path]:
     """``count`` camera-sized JPEGs, from the shared landmark photos when present.
 
-    Made on every core: a GPU machine's benchmark wants thousands, at ~0.5 s each.
+    Made on every core this process may use (at most 16: each process holds ~0.4 GB while it
+    makes one): a GPU machine's benchmark wants a thousand or more, at ~0.5 s each.
     """
     folder.mkdir(parents=True, exist_ok=True)
     sources = sorted(SHARED.rglob("*.jpg"))[:: max(1, 6589 // count)] if SHARED.is_dir() else []
     jobs = [(index, sources[index % len(sources)] if sources else None,
              folder / f"IMG_{index:04d}.jpg", size) for index in range(count)]
-    with ProcessPoolExecutor(min(os.cpu_count() or 1, count)) as pool:
+    with ProcessPoolExecutor(max(1, min(len(os.sched_getaffinity(0)), count, 16))) as pool:
         return list(pool.map(_make_photo, jobs, chunksize=4))
 
 

@@ -170,32 +170,36 @@ class LandmarkModel:
     def module(self) -> torch.jit.ScriptModule:
         """The TorchScript network on its device, loaded and checked on first use."""
         if self._module is None:
-            import torch
-
-            try:
-                with warnings.catch_warnings():
-                    # TorchScript is deprecated upstream but is the format this project ships.
-                    warnings.simplefilter("ignore", FutureWarning)
-                    module = torch.jit.load(str(self.path), map_location=self.device)
-            except Exception:
-                raise ModelFormatError(f"not a TorchScript model file: {self.path}") from None
-            module = module.eval()
-            if self.device.type == "cpu":
-                # Freezing inlines the weights and folds batch norm into the convolutions:
-                # measured here, EfficientNet-Lite0 went from 25 to 33 images/s on two cores.
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", FutureWarning)
-                    module = torch.jit.freeze(module)
-            self._module = module
-            self._check_output_width()
+            self._load(check_batch=1)
         return self._module
 
-    def _check_output_width(self) -> None:
+    def _load(self, check_batch: int) -> None:
+        """Load the network and check it on a batch of zeros of ``check_batch`` images."""
+        import torch
+
+        try:
+            with warnings.catch_warnings():
+                # TorchScript is deprecated upstream but is the format this project ships.
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.load(str(self.path), map_location=self.device)
+        except Exception:
+            raise ModelFormatError(f"not a TorchScript model file: {self.path}") from None
+        module = module.eval()
+        if self.device.type == "cpu":
+            # Freezing inlines the weights and folds batch norm into the convolutions:
+            # measured here, EfficientNet-Lite0 went from 25 to 33 images/s on two cores.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", FutureWarning)
+                module = torch.jit.freeze(module)
+        self._module = module
+        self._check_output_width(check_batch)
+
+    def _check_output_width(self, batch: int) -> None:
         import torch
 
         size = self.preprocess.input_size
         try:
-            width = self.probabilities(torch.zeros(1, 3, size, size)).shape[-1]
+            width = self.probabilities(torch.zeros(batch, 3, size, size)).shape[-1]
         except Exception as error:
             self._module = None
             raise ModelFormatError(f"model cannot run on its own input size: {error}") from None
@@ -230,15 +234,16 @@ class LandmarkModel:
         return torch.softmax(logits, dim=-1).cpu()
 
     def warm_up(self, batch_size: int) -> None:
-        """Run the network once on a batch of zeros of this size.
+        """Run the network once on a batch of zeros of this size (loading it if need be).
 
         On CUDA the first call at a batch shape chooses its kernels: 1.7-5.1 s measured on an
-        H200. A scan does it while its workers decode the first batches.
+        H200. A scan does it while its workers decode the first batches; a network loaded
+        here is checked at this size, not at one image, so that costs one shape, not two.
         """
-        import torch
-
-        size = self.preprocess.input_size
-        self.probabilities(torch.zeros(batch_size, 3, size, size))
+        if self._module is None:
+            self._load(check_batch=batch_size)
+        else:
+            self._check_output_width(batch_size)
 
     def top_k(self, probs: torch.Tensor, k: int = 5) -> list[list[tuple[Landmark, float]]]:
         k = min(k, len(self.classes))

@@ -1,5 +1,6 @@
 """The scan pipeline end to end: real files, a real SQLite index, the real tag writer."""
 
+import multiprocessing
 import os
 import shutil
 import struct
@@ -31,6 +32,13 @@ def library(tmp_path):
 @pytest.fixture(scope="module")
 def model(tiny_model_path):
     return LandmarkModel.load(tiny_model_path, "cpu")
+
+
+#: A patch made here reaches DataLoader workers only when they are forked (Linux up to
+#: Python 3.13); spawned or forkserver workers import the module afresh.
+needs_forked_workers = pytest.mark.skipif(
+    multiprocessing.get_start_method() != "fork", reason="workers are not forked here"
+)
 
 
 def scan(library, model, root, **options):
@@ -371,6 +379,7 @@ def test_a_new_model_does_not_rewrite_files_that_already_say_the_same(library, m
     assert (root / "a.jpg").read_bytes() == before
 
 
+@needs_forked_workers
 def test_a_decoder_that_kills_its_worker_costs_only_its_file(library, model, tmp_path,
                                                              monkeypatch):
     root = tmp_path / "photos"
@@ -411,6 +420,7 @@ def test_decoding_workers_and_network_threads_follow_the_cores(monkeypatch, libr
     assert (asked._decoding_workers(), asked._network_threads(default=2)) == (0, 2)
 
 
+@needs_forked_workers
 def test_the_network_takes_every_core_once_the_workers_are_through(
     monkeypatch, library, model, tmp_path
 ):
@@ -468,6 +478,7 @@ def test_work_given_for_while_decoding_runs_once_the_workers_have_started(
     assert events == [2, 2, 2]  # called once, with both workers running, before any batch
 
 
+@needs_forked_workers
 def test_decoding_workers_yield_the_cores_to_the_main_process(monkeypatch, model, tmp_path):
     path = write_jpeg(tmp_path / "IMG_0.jpg", seed=0)
     # The worker is forked after this patch: it reports its niceness where GPS would go.

@@ -54,11 +54,13 @@ class Batch:
 
 
 class PhotoDataset(Dataset):
-    def __init__(self, paths: Sequence[str], spec: PreprocessSpec):
+    def __init__(self, paths: Sequence[str], spec: PreprocessSpec, workers: int = 0):
         self.paths = list(paths)
         self.spec = spec
-        # Counted across the worker processes: shared memory, inherited or passed at start.
-        self._finished = multiprocessing.Value("q", 0)
+        # Counted across the worker processes in shared memory (inherited or passed at their
+        # start); decoding in this process needs none, and making some would fix the
+        # process's multiprocessing start method as a side effect.
+        self._finished = multiprocessing.Value("q", 0) if workers else _InProcessCount()
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -86,6 +88,15 @@ class PhotoDataset(Dataset):
         except ImageError as error:
             outcome.error = str(error)
         return outcome, None
+
+
+class _InProcessCount:
+    """The part of ``multiprocessing.Value`` a dataset uses, for decoding in this process."""
+
+    value = 0
+
+    def get_lock(self) -> contextlib.nullcontext:
+        return contextlib.nullcontext()
 
 
 def collate(samples: list[tuple[Decoded, torch.Tensor | None]]) -> Batch:
@@ -123,7 +134,7 @@ def make_loader(
     if workers:
         _dead_workers_raise_in_next()
     return DataLoader(
-        PhotoDataset(paths, spec),
+        PhotoDataset(paths, spec, workers),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=collate,

@@ -205,7 +205,6 @@ class Scanner:
 
         retain_freed_memory()
         threads = torch.get_num_threads()
-        torch.set_num_threads(self._network_threads(threads))
         try:
             self._predict_batches(session, work, model_row, summary, threads)
         finally:
@@ -256,9 +255,9 @@ class Scanner:
             size, on_cuda = self.options.batch_size, self.model.device.type == "cuda"
             warm_up = (lambda: self.model.warm_up(size)) if on_cuda else None
             for batch in self._batches([item.path for item in work], while_decoding=warm_up):
-                if batch.decoding_done:
-                    # The workers are through: the batches still queued get every core.
-                    torch.set_num_threads(all_threads)
+                # Once the workers are through, the batches still queued get every core.
+                busy = not batch.decoding_done  # again after a worker died and was replaced
+                torch.set_num_threads(self._network_threads(all_threads) if busy else all_threads)
                 decoded = [item for item in batch.items if item.error is None]
                 probabilities = (
                     self.model.probabilities(batch.inputs, pad_to=self.options.batch_size)
@@ -317,7 +316,7 @@ class Scanner:
         """Decoded batches in file order; a decoder that kills its worker costs one file.
 
         ``while_decoding`` is called once, as soon as the workers have started on the first
-        batches: work for the main process that would otherwise wait for them.
+        batches (with no workers, before decoding): work that would otherwise wait for them.
 
         When a worker process dies (a crash in a native decoder, the OOM killer), the next
         batch's files are decoded again one by one, each in a worker of its own, so the
