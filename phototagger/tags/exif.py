@@ -14,12 +14,11 @@ import unicodedata
 from dataclasses import dataclass
 from fractions import Fraction
 
-import piexif
-
 GPS_POINTER = 0x8825
+YCBCR_POSITIONING = 0x0213
 POINTER_TAGS = (0x8769, GPS_POINTER, 0xA005)  # ExifIFD, GPSInfo, InteropIFD
 TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
-BYTE, ASCII, LONG, RATIONAL, UNDEFINED = 1, 2, 4, 5, 7
+BYTE, ASCII, SHORT, LONG, RATIONAL, UNDEFINED = 1, 2, 3, 4, 5, 7
 OUR_GPS_TAGS = frozenset({1, 2, 3, 4, 0x1B})  # refs, latitude, longitude, processing method
 METHOD_PREFIX = b"ASCII\x00\x00\x00phototagger:"
 
@@ -290,13 +289,13 @@ def _drop_entries(
 
 
 def fresh_block(lat: float, lon: float, note: str) -> bytes:
-    """A minimal TIFF block with only a GPS IFD, for a JPEG that had no EXIF at all."""
-    gps = {
-        piexif.GPSIFD.GPSVersionID: (2, 3, 0, 0),
-        piexif.GPSIFD.GPSLatitudeRef: "N" if lat >= 0 else "S",
-        piexif.GPSIFD.GPSLatitude: _rationals(lat),
-        piexif.GPSIFD.GPSLongitudeRef: "E" if lon >= 0 else "W",
-        piexif.GPSIFD.GPSLongitude: _rationals(lon),
-        piexif.GPSIFD.GPSProcessingMethod: processing_method(note),
-    }
-    return piexif.dump({"0th": {}, "Exif": {}, "GPS": gps, "1st": {}})[len(b"Exif\x00\x00") :]
+    """A minimal TIFF block with only a GPS IFD, for a JPEG that had no EXIF at all.
+
+    Made by ``add_gps``, as for every other photo (piexif.dump ended the GPS IFD without its
+    next-IFD offset: "GPSLatitude overlaps IFD" in exiftool -validate), on an IFD0 holding
+    only YCbCrPositioning = centred: what JFIF prescribes, so nothing new is claimed (a
+    resolution would be: JFIF's density may differ).
+    """
+    ifd0 = struct.pack("<HHHI", 1, YCBCR_POSITIONING, SHORT, 1) + struct.pack("<HH", 1, 0)
+    base = b"II*\x00" + struct.pack("<I", 8) + ifd0 + struct.pack("<I", 0)
+    return add_gps(base, lat, lon, note)

@@ -11,6 +11,7 @@ from PIL import Image
 
 from phototagger.tags import jpeg as jpeg_mod
 from phototagger.tags import read_camera_gps, read_tags, remove_tags, write_tags
+from tests.tags.builders import plain_jpeg
 from tests.tags.exiftool import EXIFTOOL, exiftool_json, group, needs_exiftool, stable
 
 pytestmark = needs_exiftool
@@ -214,3 +215,22 @@ def test_users_place_is_not_mixed_with_ours(photo, make_request):
     assert "Taj Mahal" in tags["XMP-dc:Subject"] and tags["XMP-phototagger:Slug"] == "taj-mahal"
     remove_tags(path)
     assert stable(exiftool_json(path)) == stable(before)
+
+
+def test_a_photo_without_exif_gets_a_well_formed_gps_block(tmp_path, make_request):
+    path = plain_jpeg(tmp_path / "scrubbed.jpg")  # metadata scrubbed: the case users have most
+    original = path.read_bytes()
+    write_tags(path, make_request("statue-of-liberty"))
+    tags = exiftool_json(path)
+    assert tags["GPS:GPSLongitudeRef"] == "W"
+    assert tags["Composite:GPSLatitude"] == pytest.approx(40.6892, abs=1e-4)
+    checked = subprocess.run([EXIFTOOL, "-validate", "-warning", "-a", "-s3", str(path)],
+                             capture_output=True, text=True, check=True).stdout.splitlines()
+    warnings = [line for line in checked if "Warning" not in line and line != "OK"]
+    # Only what was asked for, never a broken structure ("... overlaps IFD" from piexif's
+    # block): the marking GPSProcessingMethod carries, and IFD0 resolution tags not invented.
+    allowed = ("Invalid value for GPS tag 0x001b", "Missing required JPEG IFD0 tag 0x011a",
+               "Missing required JPEG IFD0 tag 0x011b", "Missing required JPEG IFD0 tag 0x0128")
+    assert warnings and all(w.startswith(allowed) for w in warnings), warnings
+    remove_tags(path)
+    assert path.read_bytes() == original
