@@ -172,6 +172,7 @@ def rescan(model: LandmarkModel, folder: Path, count: int) -> tuple[float, float
                               first_seen=now, last_seen=now)
             photo.predictions.append(orm.Prediction(model_pk=model_row.id, rank=0, slug=slug,
                                                     probability=0.9))
+            photo.writes.append(orm.Write(target=str(path), mode="embed", slug=slug))
             session.add(photo)
         session.commit()
     started = time.perf_counter()

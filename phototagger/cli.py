@@ -251,6 +251,8 @@ def _print_summary(summary, quiet: bool) -> None:
             f"{prefix}found {summary.found} photos: {summary.new} new, {summary.changed} changed, "
             f"{summary.moved} moved, {summary.new_model} for a new model, "
             + (f"{summary.retried} with a failed write retried, " if summary.retried else "")
+            + (f"{summary.new_settings} for new tag settings, " if summary.new_settings else "")
+            + (f"{summary.forced} forced, " if summary.forced else "")
             + f"{summary.unchanged} unchanged, {summary.skipped} skipped, "
             f"{summary.missing} missing"
         )

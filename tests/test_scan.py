@@ -314,6 +314,45 @@ def test_threshold_keeps_doubtful_photos_untagged(library, model, tmp_path):
     assert photos(library)["a.jpg"].landmark_slug is None
 
 
+def test_new_tag_settings_reach_unchanged_photos_without_force(library, model, tmp_path):
+    from phototagger.corrections import confirm_landmark
+
+    root = tmp_path / "photos"
+    for seed in range(3):
+        write_jpeg(root / f"{seed}.jpg", seed=seed)
+    mine = write_jpeg(root / "mine.jpg", seed=7)
+    scan(library, model, root, threshold=0.99)  # nothing clears it
+    [outcome] = confirm_landmark(library, [str(mine)], "hagia")
+    assert outcome.ok, outcome.message
+    # A lower threshold tags what now clears it; a person's decision stays as it is.
+    summary = scan(library, model, root, threshold=0.0, write="none")
+    assert (summary.new_settings, summary.unchanged, summary.tagged) == (3, 1, 3)
+    assert all(tags.read_tags(root / f"{seed}.jpg") is None for seed in range(3))
+    # A scan that writes, after one that did not, writes.
+    summary = scan(library, model, root, threshold=0.0)
+    assert (summary.new_settings, summary.tagged) == (3, 3)
+    assert all(tags.read_tags(root / f"{seed}.jpg").landmark for seed in range(3))
+    assert scan(library, model, root, threshold=0.0).unchanged == 4  # and then it is settled
+    # A higher threshold takes phototagger's automatic tags back, the person's stays.
+    summary = scan(library, model, root, threshold=0.99)
+    assert (summary.new_settings, summary.below_threshold) == (3, 3)
+    assert all(tags.read_tags(root / f"{seed}.jpg") is None for seed in range(3))
+    assert tags.read_tags(mine).slug == "hagia-sophia"
+    assert photos(library)["0.jpg"].landmark_slug is None
+
+
+def test_force_predicts_again_but_leaves_a_file_that_says_the_same_alone(
+    library, model, tmp_path
+):
+    root = tmp_path / "photos"
+    write_jpeg(root / "a.jpg")
+    scan(library, model, root, threshold=0.0)
+    tagged = (root / "a.jpg").read_bytes()
+    summary = scan(library, model, root, threshold=0.0, force=True)
+    assert (summary.forced, summary.changed, summary.predicted, summary.tagged) == (1, 0, 1, 1)
+    assert (root / "a.jpg").read_bytes() == tagged  # no new TaggedAt, no new mtime
+
+
 def test_a_second_scan_of_the_same_index_is_refused_clearly(library, model, tmp_path):
     root = tmp_path / "photos"
     write_jpeg(root / "a.jpg")

@@ -71,6 +71,28 @@ class KnownPhoto:
     status: str
     predicted: bool
     write_pending: bool = False
+    #: The current model's best answer (slug, probability), if it has predicted this photo.
+    best: tuple[str, float] | None = None
+    tag_state: str | None = None  # auto | confirmed | removed
+    landmark_slug: str | None = None
+    #: The landmarks phototagger's recorded writes put into the file (or its sidecar).
+    written_slugs: frozenset[str] = frozenset()
+
+    def tags_out_of_date(self, threshold: float, writing: bool) -> bool:
+        """Whether this scan's threshold or write mode wants other tags than recorded.
+
+        Raising ``--threshold`` takes back an automatic tag below it, lowering it tags what
+        now clears it, and a scan that writes after one with ``--write none`` writes. A
+        person's decision is never touched.
+        """
+        if self.best is None or self.tag_state in ("confirmed", "removed"):
+            return False
+        slug, probability = self.best
+        if probability < threshold:
+            return self.tag_state == "auto"
+        if self.tag_state != "auto" or self.landmark_slug != slug:
+            return True
+        return writing and slug not in self.written_slugs
 
 
 class Library:
@@ -220,14 +242,18 @@ class Library:
     def known_photos(
         self, session: Session, roots: Sequence[Path], model_pk: int
     ) -> dict[str, KnownPhoto]:
-        """Every indexed photo under ``roots``, keyed by file-system path, in two queries."""
-        predicted = set(
-            session.scalars(
-                select(orm.Prediction.photo_id).where(
-                    orm.Prediction.model_pk == model_pk, orm.Prediction.rank == 0
-                )
+        """Every indexed photo under ``roots``, keyed by file-system path, in three queries."""
+        best = {
+            photo_id: (slug, probability)
+            for photo_id, slug, probability in session.execute(
+                select(
+                    orm.Prediction.photo_id, orm.Prediction.slug, orm.Prediction.probability
+                ).where(orm.Prediction.model_pk == model_pk, orm.Prediction.rank == 0)
             )
-        )
+        }
+        written: dict[int, set[str]] = {}
+        for photo_id, slug in session.execute(select(orm.Write.photo_id, orm.Write.slug)):
+            written.setdefault(photo_id, set()).add(slug)
         inside = None
         for root in roots:
             clause = _under(orm.Photo.path, str(root)) | (orm.Photo.path == path_key(root)[0])
@@ -241,14 +267,26 @@ class Library:
             orm.Photo.content_hash,
             orm.Photo.status,
             orm.Photo.write_error,
+            orm.Photo.tag_state,
+            orm.Photo.landmark_slug,
         )
         if inside is not None:
             query = query.where(inside)
         known = {}
-        for pid, text, raw, size, mtime_ns, digest, status, write_error in session.execute(query):
-            path = os.fsdecode(raw) if raw is not None else text
+        for row in session.execute(query):
+            path = os.fsdecode(row.path_bytes) if row.path_bytes is not None else row.path
             known[path] = KnownPhoto(
-                pid, size, mtime_ns, digest, status, pid in predicted, write_error is not None
+                row.id,
+                row.size,
+                row.mtime_ns,
+                row.content_hash,
+                row.status,
+                predicted=row.id in best,
+                write_pending=row.write_error is not None,
+                best=best.get(row.id),
+                tag_state=row.tag_state,
+                landmark_slug=row.landmark_slug,
+                written_slugs=frozenset(written.get(row.id, ())),
             )
         return known
 

@@ -24,7 +24,7 @@ class Work:
     path: str
     size: int
     mtime_ns: int
-    reason: str  # new | changed | new-model | retry-write | forced
+    reason: str  # new | changed | new-model | retry-write | new-settings | forced
 
 
 @dataclass(frozen=True)
@@ -77,7 +77,11 @@ def plan_changes(
     found: Iterable[FoundFile | WalkProblem],
     known: Mapping[str, KnownPhoto],
     force: bool = False,
+    threshold: float = 0.0,
+    writing: bool = False,
 ) -> Plan:
+    """What this scan must do, file by file; ``threshold`` and ``writing`` are the scan's
+    tag settings, which an unchanged photo's recorded tags may no longer match."""
     plan = Plan()
     fresh: list[FoundFile] = []
     seen: set[str] = set()
@@ -92,16 +96,18 @@ def plan_changes(
             continue
         plan.found += 1
         same = photo.size == item.size and photo.mtime_ns == item.mtime_ns
-        if force:
-            plan.work.append(Work(item.path, item.size, item.mtime_ns, "forced"))
-        elif not same:
+        if not same:
             plan.work.append(Work(item.path, item.size, item.mtime_ns, "changed"))
+        elif force:
+            plan.work.append(Work(item.path, item.size, item.mtime_ns, "forced"))
         elif photo.status == "failed":
             plan.skipped.append((item.path, "failed before and unchanged since"))
         elif not photo.predicted:
             plan.work.append(Work(item.path, item.size, item.mtime_ns, "new-model"))
         elif photo.write_pending:
             plan.work.append(Work(item.path, item.size, item.mtime_ns, "retry-write"))
+        elif photo.tags_out_of_date(threshold, writing):
+            plan.work.append(Work(item.path, item.size, item.mtime_ns, "new-settings"))
         else:
             plan.unchanged += 1
             if photo.status == "missing":

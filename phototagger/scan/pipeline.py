@@ -67,6 +67,10 @@ class ScanSummary:
     new_model: int = 0
     #: Unchanged, but the last scan could not write their tags: written again.
     retried: int = 0
+    #: Unchanged, but this scan's threshold or write mode wants other tags than recorded.
+    new_settings: int = 0
+    #: Unchanged, predicted again because the scan was asked to (--force).
+    forced: int = 0
     skipped: int = 0
     missing: int = 0
     tagged: int = 0
@@ -145,7 +149,9 @@ class Scanner:
             session.add(run)
             self.library.add_roots(session, [r if r.is_dir() else r.parent for r in roots])
             known = self.library.known_photos(session, roots, model_row.id)
-            plan = plan_changes(walk(roots, self.options.excludes), known, self.options.force)
+            writing = self.options.write != "none" and not self.options.dry_run
+            found = walk(roots, self.options.excludes)
+            plan = plan_changes(found, known, self.options.force, self.threshold, writing)
             self._count(plan, summary)
             self._apply_moves_and_losses(session, plan)
             self._commit(session)
@@ -167,8 +173,10 @@ class Scanner:
     def _count(self, plan: Plan, summary: ScanSummary) -> None:
         summary.found = plan.found
         summary.new = plan.count("new")
-        summary.changed = plan.count("changed") + plan.count("forced")
+        summary.changed = plan.count("changed")
+        summary.forced = plan.count("forced")
         summary.new_model = plan.count("new-model")
+        summary.new_settings = plan.count("new-settings")
         summary.moved = len(plan.moves)
         summary.unchanged = plan.unchanged
         summary.retried = plan.count("retry-write")
@@ -456,9 +464,9 @@ class Scanner:
         if self.options.write == "none" or self.options.dry_run:
             summary.tagged += 1
             return None
-        if job.reason == "new-model" and any(w.slug == best.slug for w in photo.writes):
+        if job.reason in ("new-model", "forced") and any(w.slug == best.slug for w in photo.writes):
             # The file is unchanged and already says this landmark: don't rewrite it just
-            # because the model version changed.
+            # because the model version changed or the scan was forced.
             summary.tagged += 1
             return None
         return tags.TagRequest(
