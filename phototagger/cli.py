@@ -410,7 +410,7 @@ def landmarks(model_path, db) -> None:
 
 
 @main.command()
-@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("file", type=click.Path(readable=False, path_type=Path))
 @db_option
 def info(file, db) -> None:
     """What the index and the file's own metadata say about one photo."""
@@ -420,7 +420,8 @@ def info(file, db) -> None:
     with library.session() as session:
         path = Path(library.indexed_path(session, file))
         photo = library.photo_at(session, path)
-        if photo is None and not path.exists():
+        unreadable = _unreadable(path)
+        if photo is None and unreadable == "missing":
             raise ConfigError(f"no such file, and none in the index: {path}")
         if photo is None:
             click.echo("index: not indexed")
@@ -442,8 +443,10 @@ def info(file, db) -> None:
                 )
             for write in photo.writes:
                 click.echo(f"written: {write.mode} {write.target} ({write.written:%Y-%m-%d %H:%M})")
-    if not path.exists():
+    if unreadable == "missing":
         click.echo("file: missing (the index remembers it as above)")
+    elif unreadable:
+        click.echo(f"file: could not be read ({unreadable})")
     else:
         written = tags.read_tags(path)
         if written is None:
@@ -457,6 +460,21 @@ def info(file, db) -> None:
             )
         if photo is not None and photo.write_error:
             click.echo(f"last write failed: {photo.write_error}")
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why the file at ``path`` cannot be opened ("missing" when it is gone), or None.
+
+    ``info`` must still show what the index knows of a file the user cannot read: its
+    recorded failure is often the very reason they ask.
+    """
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))  # a FIFO must not block
+    except (FileNotFoundError, NotADirectoryError):
+        return "missing"
+    except OSError as error:
+        return error.strerror or str(error)
+    return None
 
 
 @main.group(cls=Group)

@@ -16,8 +16,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from phototagger import tags
-from phototagger.errors import ConfigError, PhototaggerError
+from phototagger.errors import ConfigError, ImageError, PhototaggerError
 from phototagger.filetags import remove_photo_tags, restat, write_photo_tags
+from phototagger.imaging import file_format
 from phototagger.index import Library
 from phototagger.index import models as orm
 from phototagger.landmarks import Landmark, fold, match
@@ -72,6 +73,10 @@ def _confirm_one(
 ) -> Outcome:
     if not os.path.isfile(path):
         return Outcome(path, False, "no such file")
+    try:
+        file_format(path)
+    except ImageError as error:
+        return Outcome(path, False, f"not tagged: {error}")
     photo = library.photo_for_update(session, path)
     if photo.id is None:  # never scanned: remember the file so that a scan knows it
         photo.status = "ok"

@@ -120,6 +120,29 @@ def read_file(path: str | Path) -> bytes:
         raise ImageError(f"cannot read: {error.strerror or error}") from None
 
 
+def image_format(data: bytes) -> str:
+    """The format of a file that starts with ``data``, or the ImageError a scan records for it."""
+    if not data:
+        raise ImageError("empty file")
+    kind = sniff_format(data[:16])
+    if kind is None:
+        raise ImageError("not an image (unrecognised content)")
+    return kind
+
+
+def file_format(path: str | Path) -> str:
+    """The format of the file at ``path`` from its first bytes alone, as :func:`image_format`.
+
+    For a person's ``tag``: what a scan would refuse as no image must not be tagged either.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(16)
+    except OSError as error:
+        raise ImageError(f"cannot read: {error.strerror or error}") from None
+    return image_format(head)
+
+
 def open_image(path: str | Path, min_side: int | None = None) -> tuple[Image.Image, ImageFacts]:
     """Decode the file at ``path``; see :func:`decode`."""
     return decode(read_file(path), min_side)
@@ -131,11 +154,7 @@ def decode(data: bytes, min_side: int | None = None) -> tuple[Image.Image, Image
     With ``min_side``, a JPEG is downscaled in the DCT domain (Pillow's ``draft``) to the
     smallest size whose both sides are still at least ``min_side``: six times faster on 12 MP.
     """
-    if not data:
-        raise ImageError("empty file")
-    kind = sniff_format(data[:16])
-    if kind is None:
-        raise ImageError("not an image (unrecognised content)")
+    kind = image_format(data)
     with warnings.catch_warnings():
         # Pillow warns of broken EXIF ("Corrupt EXIF data"): handled here, and a cron run with
         # --quiet must stay silent. A decompression bomb's warning becomes an error.

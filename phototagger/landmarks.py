@@ -101,8 +101,14 @@ def fold(text: str) -> str:
 
 
 def match(landmarks: Iterable[Landmark], query: str) -> list[Landmark]:
-    """Landmarks whose slug, name or an alias contains ``query``; exact matches first."""
+    """Landmarks whose slug, name or an alias contains ``query``; exact matches first.
+
+    A query with no letter or digit (``%``, ``_``) names nothing: folded, it would be empty,
+    and the empty text is inside every name.
+    """
     wanted = fold(query)
+    if not wanted:
+        return []
     exact, partial = [], []
     for landmark in landmarks:
         names = [fold(n) for n in (landmark.slug, landmark.name, *landmark.aliases)]

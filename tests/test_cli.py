@@ -119,6 +119,56 @@ def test_tag_untag_info_landmarks_and_db_upgrade(env):
     assert code == 0 and "up to date" in out
 
 
+def test_query_and_tag_take_wildcards_literally(env):
+    run("scan", env["root"], "--model", env["model"], "--workers", 0)
+    for option in ("--landmark", "--country", "--city"):
+        for text in ("%", "_"):
+            code, out, err = run("query", option, text)
+            assert (code, out, err) == (0, "", "no photos found\n"), (option, text)
+    code, _, err = run("tag", env["root"] / "rome" / "a.jpg", "--landmark", "%")
+    assert code == 2 and "unknown landmark '%'" in err
+
+
+def test_tag_refuses_what_is_not_an_image_and_tags_the_rest(env):
+    empty, text = env["root"] / "empty.jpg", env["root"] / "notes.jpg"
+    empty.write_bytes(b"")
+    text.write_text("not a photo\n")
+    photo = env["root"] / "rome" / "a.jpg"
+    code, out, err = run("tag", empty, text, photo, "--landmark", "colosseum",
+                         "--model", env["model"])
+    assert code == 1
+    assert err.splitlines() == [f"{empty}: not tagged: empty file",
+                                f"{text}: not tagged: not an image (unrecognised content)"]
+    assert out == f"{photo}: confirmed as Colosseum (written to {photo})\n"
+    assert sorted(p.name for p in env["root"].iterdir() if p.is_file()) == [
+        "empty.jpg", "notes.jpg"]  # no sidecar
+    code, out, _ = run("query", "--landmark", "colosseum", "--format", "paths")
+    assert out.splitlines() == [str(photo)]
+
+
+def test_info_shows_the_index_of_a_file_that_cannot_be_read(env):
+    loop = env["root"] / "loop.jpg"
+    loop.symlink_to(loop.name)  # exists, and cannot be opened even by root
+    broken = env["root"] / "broken.jpg"
+    broken.write_text("not a photo\n")
+    run("scan", env["root"], "--model", env["model"], "--workers", 0)
+    code, out, err = run("info", loop)
+    assert code == 0, err
+    assert out.splitlines() == [
+        "index: failed (cannot stat: Too many levels of symbolic links)",
+        "file: could not be read (Too many levels of symbolic links)"]
+    if os.geteuid() == 0:
+        return  # root reads anything: the permission itself can only be tested by others
+    broken.chmod(0)
+    try:
+        code, out, err = run("info", broken)
+    finally:
+        broken.chmod(0o644)
+    assert code == 0, err
+    assert out.splitlines() == ["index: failed (not an image (unrecognised content))",
+                                "file: could not be read (Permission denied)"]
+
+
 def test_predict_prints_guesses_and_one_line_errors(env, tmp_path):
     bad = tmp_path / "bad.jpg"
     bad.write_text("no")

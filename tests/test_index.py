@@ -64,6 +64,21 @@ def test_find_matches_names_partially_without_case_or_accents(library):
         assert len(paths(limit=2)) == 2
 
 
+def test_find_takes_wildcard_characters_literally(library):
+    """``%`` and ``_`` (LIKE's wildcards, and punctuation to the folding) name no landmark."""
+    gazetteer = read_gazetteer(FIXTURES / "gazetteer.csv")
+    with library.session() as session:
+        library.ensure_landmarks(session, gazetteer.values())
+        add_photo(library, session, "/photos/paris/1.jpg", "eiffel-tower", 0.91)
+        add_photo(library, session, "/photos/rome/2.jpg", "colosseum", 0.99)
+        session.commit()
+        for text in ("%", "_", "%%", "\\", "-"):
+            for field in ("landmark", "country", "city"):
+                assert library.find(session, **{field: text}) == [], (field, text)
+        assert [p.path for p in library.find(session, landmark="eiffel%")] == [
+            "/photos/paris/1.jpg"]
+
+
 def test_non_utf8_names_keep_their_exact_bytes(library, tmp_path):
     raw_name = b"caf\xe9.jpg"  # Latin-1, not UTF-8
     path = str(tmp_path).encode() + b"/" + raw_name

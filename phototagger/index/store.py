@@ -386,7 +386,8 @@ def _field_matches(row: orm.Landmark, field: str, folded: str) -> bool:
     value = getattr(row, field)
     if field == "country" and row.country_code and folded == gazetteer.fold(row.country_code):
         return True
-    return bool(value) and folded in gazetteer.fold(value)
+    # An empty ``folded`` (the user typed only punctuation, such as "%") matches nothing.
+    return bool(value and folded) and folded in gazetteer.fold(value)
 
 
 def _without_password(url: str) -> str:
