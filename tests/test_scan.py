@@ -160,6 +160,26 @@ def test_an_index_that_knows_a_library_by_a_link_keeps_that_name(library, model,
     assert [p.fs_path for p in photos(library).values()] == [str(tmp_path / "link" / "IMG_0.jpg")]
 
 
+def test_a_photo_tagged_through_a_sidecar_takes_it_along_when_moved(library, model, tmp_path):
+    root = tmp_path / "photos"
+    photo = write_jpeg(root / "inbox" / "IMG_1.jpg")
+    scan(library, model, root, threshold=0.0, write="sidecar")
+    landmark = tags.read_tags(photo).slug
+    moved = root / "trips" / "rome.jpg"
+    moved.parent.mkdir()
+    photo.rename(moved)  # the photo alone, as a file manager moves it
+    summary = scan(library, model, root, threshold=0.0, write="sidecar")
+    assert (summary.moved, summary.predicted) == (1, 0)
+    assert not (root / "inbox" / "IMG_1.jpg.xmp").exists()
+    assert tags.read_tags(moved).slug == landmark
+    assert tags.read_tags(moved).where == root / "trips" / "rome.jpg.xmp"
+    with library.session() as session:
+        targets = session.scalars(select(orm.Write.target)).all()
+    assert targets == [str(root / "trips" / "rome.jpg.xmp")]
+    assert remove_landmark(library, [str(moved)])[0].ok  # untag finds it at the new place
+    assert list((root / "trips").iterdir()) == [moved]
+
+
 def test_changed_file_and_new_model_predict_again(library, model, tmp_path):
     root = tmp_path / "photos"
     write_jpeg(root / "a.jpg", seed=1)

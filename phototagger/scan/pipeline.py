@@ -38,6 +38,7 @@ from phototagger.scan.memory import retain_freed_memory
 if TYPE_CHECKING:
     from phototagger.scan.dataset import Batch, Decoded
 from phototagger.scan.walk import walk
+from phototagger.tags.sidecar import sidecar_path
 
 log = logging.getLogger("phototagger.scan")
 
@@ -193,6 +194,7 @@ class Scanner:
             photo.path, photo.path_bytes = text, raw
             photo.size, photo.mtime_ns = move.found.size, move.found.mtime_ns
             photo.status, photo.last_seen = "ok", now
+            self._follow_move(photo, move.old_path, move.found.path)
             log.info("moved: %s -> %s", move.old_path, move.found.path)
         for photo_id in plan.missing:
             session.get(orm.Photo, photo_id).status = "missing"
@@ -203,6 +205,27 @@ class Scanner:
                 continue  # a folder is not a photo: the summary names it
             photo = self.library.photo_for_update(session, problem.path)
             photo.status, photo.error, photo.last_seen = "failed", problem.reason, now
+
+    def _follow_move(self, photo: orm.Photo, old_path: str, new_path: str) -> None:
+        """Point the photo's recorded writes at its new place; carry its sidecar along.
+
+        A photo tagged through a sidecar (HEIC, read-only, ``--write sidecar``) and moved
+        without it would lose its tags: the sidecar phototagger names after it
+        (``NAME.ext.xmp``) is renamed beside it, unless the new place has one already.
+        """
+        old_sidecar = path_key(sidecar_path(Path(old_path)))[0]
+        for write in photo.writes:
+            if write.target == path_key(old_path)[0]:
+                write.target = path_key(new_path)[0]
+            elif write.target == old_sidecar:
+                new_sidecar = sidecar_path(Path(new_path))
+                if not new_sidecar.exists() and not self.options.dry_run:
+                    try:
+                        os.rename(sidecar_path(Path(old_path)), new_sidecar)
+                    except OSError as error:
+                        log.warning("%s: sidecar not moved along: %s", old_sidecar, error)
+                        continue
+                write.target = path_key(new_sidecar)[0]
 
     def _predict(
         self, session: Session, work: list[Work], model_row: orm.Model, summary: ScanSummary
