@@ -159,10 +159,11 @@ def read_camera_gps(path: str | Path, data: bytes | None = None) -> tuple[float,
         return None
 
 
-def _sidecar_has_position(path: Path) -> bool:
+def _a_sidecar_says(path: Path, says: Callable[[Packet], bool]) -> bool:
+    """Whether one of the photo's sidecars (another tool's, or the user's) says so."""
     for candidate in sidecar.sidecars(path):
         with contextlib.suppress(OSError, XmpError):
-            if xmp.has_position(sidecar.load(candidate)):
+            if says(sidecar.load(candidate)):
                 return True
     return False
 
@@ -310,12 +311,15 @@ def _write_sidecar(path: Path, request: TagRequest, reason: str | None) -> Write
     xmp.strip(packet)
     elsewhere = (
         (embedded is not None and xmp.has_position(embedded))
-        or _sidecar_has_position(path)
+        or _a_sidecar_says(path, xmp.has_position)
         or xmp.has_position(packet)
     )
     why_none = _no_estimate(request.landmark, position.has_camera_gps(path), elsewhere)
     gps = "none" if why_none else "xmp"
-    xmp.merge(packet, _entry(request, gps), None, [])
+    place = (embedded is not None and xmp.has_place(embedded)) or _a_sidecar_says(
+        path, xmp.has_place
+    )
+    xmp.merge(packet, _entry(request, gps), None, [], place)
 
     def verify(data: bytes) -> None:
         _verify_record(Packet.parse(data), request)
@@ -476,7 +480,7 @@ def _embed_jpeg(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteR
         except exif.ExifError:
             camera = None  # EXIF we cannot read: untouched, and no estimate (we can't tell)
     lm = request.landmark
-    elsewhere = xmp.has_position(packet) or _sidecar_has_position(path)
+    elsewhere = xmp.has_position(packet) or _a_sidecar_says(path, xmp.has_position)
     why_none = _no_estimate(lm, camera, elsewhere)
     gps, new_tiff, restore_at = "none", user_tiff, None
     if why_none is None:
@@ -500,7 +504,7 @@ def _embed_jpeg(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteR
     elif gps == "exif" and exif.parse_ifd0(user_tiff).find(exif.GPS_POINTER) is None:
         notes.append(SEGMENT_GPS_IFD)
     xmp.strip(packet)
-    xmp.merge(packet, entry, restore_at, notes)
+    xmp.merge(packet, entry, restore_at, notes, _a_sidecar_says(path, xmp.has_place))
     segments = _rebuild(parsed, new_tiff, packet.to_bytes())
     new_data = jpeg.Jpeg(segments, parsed.scan).chunks()
 
@@ -603,12 +607,13 @@ def _open_png(path: Path) -> tuple[bytes, Packet, bool]:
 def _embed_png(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteResult:
     data, packet, had_xmp = _open_png(path)
     record = xmp.read(packet)
-    elsewhere = xmp.has_position(packet) or _sidecar_has_position(path)
+    elsewhere = xmp.has_position(packet) or _a_sidecar_says(path, xmp.has_position)
     why_none = _no_estimate(request.landmark, position.has_camera_gps(path), elsewhere)
     gps = "none" if why_none else "xmp"
     created = not had_xmp or (record is not None and SEGMENT_XMP in record.added)
     xmp.strip(packet)
-    xmp.merge(packet, _entry(request, gps), None, [SEGMENT_XMP] * created)
+    place = _a_sidecar_says(path, xmp.has_place)
+    xmp.merge(packet, _entry(request, gps), None, [SEGMENT_XMP] * created, place)
     new_data = png.with_xmp(data, packet.to_bytes())
     digest = png.image_digest(data)
 

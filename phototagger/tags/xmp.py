@@ -275,14 +275,20 @@ def _location_name(li: ET.Element) -> str | None:
 
 
 def merge(
-    packet: Packet, entry: Entry, exif_restore: tuple[int, int] | None, notes: list[str]
+    packet: Packet,
+    entry: Entry,
+    exif_restore: tuple[int, int] | None,
+    notes: list[str],
+    place_elsewhere: bool = False,
 ) -> None:
     """Add entry to a packet that holds no phototagger data (strip first); record what was new.
 
     ``notes`` go into the record as they are (e.g. "segment:xmp": the packet itself was new).
+    ``place_elsewhere``: the photo's other metadata (a sidecar, or the file beside a sidecar)
+    already names a place, so this packet gets none of phototagger's.
     """
     added: list[str] = list(notes)
-    users_place = any(packet.get(name) is not None for name in LOCATION_GROUP)
+    users_place = place_elsewhere or any(packet.get(name) is not None for name in LOCATION_GROUP)
     for name, value in entry.simple.items():
         if name in LOCATION_GROUP and users_place:
             continue
@@ -393,6 +399,16 @@ def has_position(packet: Packet) -> bool:
     ours = set(record.added) if record else set()
     value = packet.get("exif:GPSLatitude")
     return value is not None and f"exif:GPSLatitude={value}" not in ours
+
+
+def has_place(packet: Packet) -> bool:
+    """Whether the packet names a place (city, country...) phototagger did not write."""
+    record = read(packet)
+    ours = set(record.added) if record else set()
+    return any(
+        (value := packet.get(name)) is not None and f"{name}={value}" not in ours
+        for name in LOCATION_GROUP
+    )
 
 
 def gps_coordinate(value: float, positive: str, negative: str) -> str:

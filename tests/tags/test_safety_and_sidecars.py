@@ -196,3 +196,25 @@ def test_bad_requests_are_refused(tmp_path, make_request):
         write_tags(path, make_request(), mode="nowhere")
     with pytest.raises(TagWriteError):
         write_tags(tmp_path / "missing.jpg", make_request())
+
+
+@needs_exiftool
+def test_a_place_in_a_sidecar_keeps_phototaggers_out_of_the_file_and_back(photo, make_request):
+    path = photo("Canon_40D.jpg")
+    lightroom = path.with_suffix(".xmp")  # another tool's sidecar names a place
+    lightroom.write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        '<rdf:Description rdf:about="" xmlns:photoshop="http://ns.adobe.com/photoshop/1.0/" '
+        'photoshop:City="Hoboken"/></rdf:RDF></x:xmpmeta>'
+    )
+    write_tags(path, make_request("statue-of-liberty"))  # embedded in the JPEG
+    embedded = exiftool_json(path)
+    assert embedded["XMP-iptcExt:LocationShown"]  # what the photo shows is still said
+    assert "XMP-photoshop:City" not in embedded and "XMP-photoshop:Country" not in embedded
+    # The other way round: a place in the file keeps phototagger's out of its own sidecar.
+    other = photo("Canon_DIGITAL_IXUS_400.jpg")
+    write_tags(other, make_request("eiffel-tower"))  # the file now names Paris
+    write_tags(other, make_request("statue-of-liberty"), mode="sidecar")
+    side = exiftool_json(other.with_name(other.name + ".xmp"))
+    assert side["XMP-photoshop:City"] == "New York City"  # Paris there is phototagger's own
