@@ -298,9 +298,17 @@ def _printable(path: str) -> str:
     show_default=True,
     type=click.Choice(["table", "json", "csv", "paths"]),
 )
+@click.option(
+    "-0",
+    "--null",
+    is_flag=True,
+    help="With --format paths: end each path with a NUL byte, for xargs -0 (spaces, newlines).",
+)
 @db_option
-def query(landmark, country, city, min_confidence, under, limit, output, db) -> None:
+def query(landmark, country, city, min_confidence, under, limit, output, null, db) -> None:
     """Find tagged photos in the index."""
+    if null and output != "paths":
+        raise click.UsageError("--null goes with --format paths")
     library = open_library(db, existing=True)
     with library.session() as session:
         photos = library.find(
@@ -314,10 +322,10 @@ def query(landmark, country, city, min_confidence, under, limit, output, db) -> 
         )
         rows = [_photo_row(photo) for photo in photos]
         paths = [photo.fs_path for photo in photos]
-    if output == "paths":  # exact bytes, one per line, for xargs
+    if output == "paths":  # exact bytes, one per line (or NUL-ended), for xargs
         out = sys.stdout.buffer
         for path in paths:
-            out.write(os.fsencode(path) + b"\n")
+            out.write(os.fsencode(path) + (b"\0" if null else b"\n"))
     elif output == "json":
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     elif output == "csv":

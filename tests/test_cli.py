@@ -35,6 +35,10 @@ def test_scan_then_query_in_every_format(env):
     code, out, _ = run("query", "--format", "paths")
     assert code == 0
     assert sorted(out.splitlines()) == sorted(str(p) for p in env["root"].rglob("*.jpg"))
+    code, out, _ = run("query", "--format", "paths", "-0")
+    assert sorted(out.split("\0")[:-1]) == sorted(str(p) for p in env["root"].rglob("*.jpg"))
+    code, _, err = run("query", "--null")
+    assert code == 2 and "--null goes with --format paths" in err
     code, out, _ = run("query", "--format", "json", "--under", env["root"] / "rome")
     [row] = json.loads(out)
     assert row["path"].endswith("rome/a.jpg") and 0 < row["confidence"] <= 1
