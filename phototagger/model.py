@@ -200,6 +200,10 @@ class LandmarkModel:
         size = self.preprocess.input_size
         try:
             width = self.probabilities(torch.zeros(batch, 3, size, size)).shape[-1]
+        except torch.cuda.OutOfMemoryError:
+            raise ConfigError(
+                f"not enough GPU memory for a batch of {batch}: try a smaller --batch-size"
+            ) from None
         except Exception as error:
             self._module = None
             raise ModelFormatError(f"model cannot run on its own input size: {error}") from None

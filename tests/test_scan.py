@@ -180,6 +180,32 @@ def test_a_photo_tagged_through_a_sidecar_takes_it_along_when_moved(library, mod
     assert list((root / "trips").iterdir()) == [moved]
 
 
+def test_a_sidecar_that_cannot_follow_its_photo_is_written_again_at_the_new_place(
+    library, model, tmp_path
+):
+    root = tmp_path / "photos"
+    photo = write_jpeg(root / "inbox" / "IMG_2.jpg")
+    scan(library, model, root, threshold=0.0, write="sidecar")
+    landmark = tags.read_tags(photo).slug
+    moved = root / "trips" / "IMG_2.jpg"
+    moved.parent.mkdir()
+    photo.rename(moved)
+    theirs = root / "trips" / "IMG_2.jpg.xmp"  # another tool's sidecar is there already
+    theirs.write_text(
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
+        'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
+        'rdf:about="" xmlns:xmp="http://ns.adobe.com/xap/1.0/" xmp:Rating="4"/>'
+        "</rdf:RDF></x:xmpmeta>"
+    )
+    summary = scan(library, model, root, threshold=0.0, write="sidecar")
+    assert summary.moved == 1
+    assert not (root / "inbox" / "IMG_2.jpg.xmp").exists()  # held only phototagger's entries
+    assert 'xmp:Rating="4"' in theirs.read_text() and tags.read_tags(moved) is None
+    summary = scan(library, model, root, threshold=0.0, write="sidecar")
+    assert summary.retried == 1
+    assert tags.read_tags(moved).slug == landmark and 'xmp:Rating="4"' in theirs.read_text()
+
+
 def test_changed_file_and_new_model_predict_again(library, model, tmp_path):
     root = tmp_path / "photos"
     write_jpeg(root / "a.jpg", seed=1)
@@ -359,6 +385,16 @@ def test_new_tag_settings_reach_unchanged_photos_without_force(library, model, t
     assert all(tags.read_tags(root / f"{seed}.jpg") is None for seed in range(3))
     assert tags.read_tags(mine).slug == "hagia-sophia"
     assert photos(library)["0.jpg"].landmark_slug is None
+    # Taken back from the index alone (--write none), then from the file by a writing scan;
+    # a dry run says so first.
+    scan(library, model, root, threshold=0.0)
+    scan(library, model, root, threshold=0.99, write="none")
+    assert all(tags.read_tags(root / f"{seed}.jpg") for seed in range(3))
+    assert scan(library, model, root, threshold=0.99, dry_run=True).new_settings == 3
+    summary = scan(library, model, root, threshold=0.99)
+    assert (summary.new_settings, summary.untagged) == (3, 3)
+    assert all(tags.read_tags(root / f"{seed}.jpg") is None for seed in range(3))
+    assert scan(library, model, root, threshold=0.99).unchanged == 4
 
 
 def test_force_predicts_again_but_leaves_a_file_that_says_the_same_alone(
@@ -371,6 +407,13 @@ def test_force_predicts_again_but_leaves_a_file_that_says_the_same_alone(
     summary = scan(library, model, root, threshold=0.0, force=True)
     assert (summary.forced, summary.changed, summary.predicted, summary.tagged) == (1, 0, 1, 1)
     assert (root / "a.jpg").read_bytes() == tagged  # no new TaggedAt, no new mtime
+    # --force is how tags lost outside phototagger come back: it reads the file, not the index.
+    other = write_jpeg(root / "b.jpg", seed=3)
+    scan(library, model, root, threshold=0.0, write="sidecar")
+    (root / "b.jpg.xmp").unlink()  # deleted by hand: b.jpg itself is unchanged
+    scan(library, model, root, threshold=0.0, write="sidecar", force=True)
+    assert tags.read_tags(other).where == root / "b.jpg.xmp"
+    assert (root / "a.jpg").read_bytes() == tagged and not (root / "a.jpg.xmp").exists()
 
 
 def test_a_second_scan_of_the_same_index_is_refused_clearly(library, model, tmp_path):

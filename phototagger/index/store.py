@@ -81,15 +81,16 @@ class KnownPhoto:
     def tags_out_of_date(self, threshold: float, writing: bool) -> bool:
         """Whether this scan's threshold or write mode wants other tags than recorded.
 
-        Raising ``--threshold`` takes back an automatic tag below it, lowering it tags what
-        now clears it, and a scan that writes after one with ``--write none`` writes. A
-        person's decision is never touched.
+        Raising ``--threshold`` takes back an automatic tag below it (from the file too, once
+        a scan writes again, if one with ``--write none`` took it from the index), lowering it
+        tags what now clears it, and a scan that writes after one with ``--write none``
+        writes. A person's decision is never touched.
         """
         if self.best is None or self.tag_state in ("confirmed", "removed"):
             return False
         slug, probability = self.best
         if probability < threshold:
-            return self.tag_state == "auto"
+            return self.tag_state == "auto" or (writing and bool(self.written_slugs))
         if self.tag_state != "auto" or self.landmark_slug != slug:
             return True
         return writing and slug not in self.written_slugs
@@ -243,21 +244,25 @@ class Library:
         self, session: Session, roots: Sequence[Path], model_pk: int
     ) -> dict[str, KnownPhoto]:
         """Every indexed photo under ``roots``, keyed by file-system path, in three queries."""
-        best = {
-            photo_id: (slug, probability)
-            for photo_id, slug, probability in session.execute(
-                select(
-                    orm.Prediction.photo_id, orm.Prediction.slug, orm.Prediction.probability
-                ).where(orm.Prediction.model_pk == model_pk, orm.Prediction.rank == 0)
-            )
-        }
-        written: dict[int, set[str]] = {}
-        for photo_id, slug in session.execute(select(orm.Write.photo_id, orm.Write.slug)):
-            written.setdefault(photo_id, set()).add(slug)
         inside = None
         for root in roots:
             clause = _under(orm.Photo.path, str(root)) | (orm.Photo.path == path_key(root)[0])
             inside = clause if inside is None else inside | clause
+
+        def under_roots(query):  # a scan of one folder need not read a whole library's rows
+            return query if inside is None else query.join(orm.Photo).where(inside)
+
+        best_query = select(
+            orm.Prediction.photo_id, orm.Prediction.slug, orm.Prediction.probability
+        ).where(orm.Prediction.model_pk == model_pk, orm.Prediction.rank == 0)
+        best = {
+            photo_id: (slug, probability)
+            for photo_id, slug, probability in session.execute(under_roots(best_query))
+        }
+        written: dict[int, set[str]] = {}
+        writes_query = select(orm.Write.photo_id, orm.Write.slug)
+        for photo_id, slug in session.execute(under_roots(writes_query)):
+            written.setdefault(photo_id, set()).add(slug)
         query = select(
             orm.Photo.id,
             orm.Photo.path,

@@ -6,6 +6,7 @@ batch or the run. Work is committed batch by batch, so an interrupted scan keeps
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -150,7 +151,7 @@ class Scanner:
             session.add(run)
             self.library.add_roots(session, [r if r.is_dir() else r.parent for r in roots])
             known = self.library.known_photos(session, roots, model_row.id)
-            writing = self.options.write != "none" and not self.options.dry_run
+            writing = self.options.write != "none"  # a dry run shows what a real one would do
             found = walk(roots, self.options.excludes)
             plan = plan_changes(found, known, self.options.force, self.threshold, writing)
             self._count(plan, summary)
@@ -211,21 +212,26 @@ class Scanner:
 
         A photo tagged through a sidecar (HEIC, read-only, ``--write sidecar``) and moved
         without it would lose its tags: the sidecar phototagger names after it
-        (``NAME.ext.xmp``) is renamed beside it, unless the new place has one already.
+        (``NAME.ext.xmp``) is renamed beside it. Where that cannot be done (another sidecar is
+        there already, another file system), phototagger's entries leave the old sidecar and
+        the next scan writes them at the new place.
         """
-        old_sidecar = path_key(sidecar_path(Path(old_path)))[0]
+        old_sidecar = sidecar_path(Path(old_path))
         for write in photo.writes:
             if write.target == path_key(old_path)[0]:
                 write.target = path_key(new_path)[0]
-            elif write.target == old_sidecar:
+            elif write.target == path_key(old_sidecar)[0] and not self.options.dry_run:
                 new_sidecar = sidecar_path(Path(new_path))
-                if not new_sidecar.exists() and not self.options.dry_run:
-                    try:
-                        os.rename(sidecar_path(Path(old_path)), new_sidecar)
-                    except OSError as error:
-                        log.warning("%s: sidecar not moved along: %s", old_sidecar, error)
-                        continue
-                write.target = path_key(new_sidecar)[0]
+                try:
+                    if new_sidecar.exists():
+                        raise FileExistsError(f"{new_sidecar} is there already")
+                    os.rename(old_sidecar, new_sidecar)
+                    write.target = path_key(new_sidecar)[0]
+                except OSError as error:
+                    log.warning("%s: sidecar not moved along (%s)", old_sidecar, error)
+                    with contextlib.suppress(TagWriteError):
+                        tags.remove_tags(old_path)  # only phototagger's entries, by name
+                    photo.write_error = f"sidecar not moved along: {error}"
 
     def _predict(
         self, session: Session, work: list[Work], model_row: orm.Model, summary: ScanSummary
@@ -479,7 +485,7 @@ class Scanner:
             return None
         if confidence < self.threshold:
             summary.below_threshold += 1
-            if photo.tag_state == "auto":
+            if photo.tag_state == "auto" or photo.writes:  # in the index, or left in the file
                 self._take_back(session, photo, summary)
             return None
         photo.landmark_slug, photo.confidence = best.slug, confidence
@@ -487,9 +493,7 @@ class Scanner:
         if self.options.write == "none" or self.options.dry_run:
             summary.tagged += 1
             return None
-        if job.reason in ("new-model", "forced") and any(w.slug == best.slug for w in photo.writes):
-            # The file is unchanged and already says this landmark: don't rewrite it just
-            # because the model version changed or the scan was forced.
+        if self._already_says(job, photo, best.slug):
             summary.tagged += 1
             return None
         return tags.TagRequest(
@@ -500,6 +504,19 @@ class Scanner:
             top_k=[(landmark.name, p) for landmark, p in ranked],
             tagged_at=datetime.now(UTC),
         )
+
+    def _already_says(self, job: Work, photo: orm.Photo, slug: str) -> bool:
+        """Whether an unchanged file already says this landmark, so it is not rewritten.
+
+        After a new model version the index's record of the write suffices; after --force
+        the file itself is read, since --force is how lost tags (a deleted sidecar) come back.
+        """
+        if job.reason == "new-model":
+            return any(write.slug == slug for write in photo.writes)
+        if job.reason == "forced":
+            found = tags.read_tags(photo.fs_path)
+            return found is not None and found.slug == slug
+        return False
 
     def _take_back(self, session: Session, photo: orm.Photo, summary: ScanSummary) -> None:
         """The model no longer vouches for an automatic tag: a wrong tag is worse than none."""
