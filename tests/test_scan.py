@@ -160,14 +160,20 @@ def test_an_index_that_knows_a_library_by_a_link_keeps_that_name(library, model,
     assert [p.fs_path for p in photos(library).values()] == [str(tmp_path / "link" / "IMG_0.jpg")]
 
 
-def test_a_photo_tagged_through_a_sidecar_takes_it_along_when_moved(library, model, tmp_path):
-    root = tmp_path / "photos"
+def tag_in_a_sidecar_and_move(library, model, root: Path, new_name: str) -> tuple[Path, str]:
+    """A photo tagged through a sidecar, then moved alone, as a file manager moves it."""
     photo = write_jpeg(root / "inbox" / "IMG_1.jpg")
     scan(library, model, root, threshold=0.0, write="sidecar")
     landmark = tags.read_tags(photo).slug
-    moved = root / "trips" / "rome.jpg"
+    moved = root / "trips" / new_name
     moved.parent.mkdir()
-    photo.rename(moved)  # the photo alone, as a file manager moves it
+    photo.rename(moved)
+    return moved, landmark
+
+
+def test_a_photo_tagged_through_a_sidecar_takes_it_along_when_moved(library, model, tmp_path):
+    root = tmp_path / "photos"
+    moved, landmark = tag_in_a_sidecar_and_move(library, model, root, "rome.jpg")
     summary = scan(library, model, root, threshold=0.0, write="sidecar")
     assert (summary.moved, summary.predicted) == (1, 0)
     assert not (root / "inbox" / "IMG_1.jpg.xmp").exists()
@@ -184,13 +190,8 @@ def test_a_sidecar_that_cannot_follow_its_photo_is_written_again_at_the_new_plac
     library, model, tmp_path
 ):
     root = tmp_path / "photos"
-    photo = write_jpeg(root / "inbox" / "IMG_2.jpg")
-    scan(library, model, root, threshold=0.0, write="sidecar")
-    landmark = tags.read_tags(photo).slug
-    moved = root / "trips" / "IMG_2.jpg"
-    moved.parent.mkdir()
-    photo.rename(moved)
-    theirs = root / "trips" / "IMG_2.jpg.xmp"  # another tool's sidecar is there already
+    moved, landmark = tag_in_a_sidecar_and_move(library, model, root, "IMG_1.jpg")
+    theirs = root / "trips" / "IMG_1.jpg.xmp"  # another tool's sidecar is there already
     theirs.write_text(
         '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF '
         'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
@@ -199,7 +200,7 @@ def test_a_sidecar_that_cannot_follow_its_photo_is_written_again_at_the_new_plac
     )
     summary = scan(library, model, root, threshold=0.0, write="sidecar")
     assert summary.moved == 1
-    assert not (root / "inbox" / "IMG_2.jpg.xmp").exists()  # held only phototagger's entries
+    assert not (root / "inbox" / "IMG_1.jpg.xmp").exists()  # held only phototagger's entries
     assert 'xmp:Rating="4"' in theirs.read_text() and tags.read_tags(moved) is None
     summary = scan(library, model, root, threshold=0.0, write="sidecar")
     assert summary.retried == 1
