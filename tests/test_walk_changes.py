@@ -18,6 +18,8 @@ def test_walk_skips_hidden_and_excluded_and_survives_loops(tmp_path):
     write_jpeg(tmp_path / "sub" / "b.jpg", seed=1)
     write_jpeg(tmp_path / ".hidden" / "c.jpg", seed=2)
     write_jpeg(tmp_path / "tmp-cache" / "d.jpg", seed=3)
+    write_jpeg(tmp_path / "lost+found" / "#1234.jpg", seed=4)  # fsck's, not the user's
+    write_jpeg(tmp_path / "$RECYCLE.BIN" / "deleted.jpg", seed=5)
     (tmp_path / "a.jpg.xmp").write_text("<x/>")
     os.symlink(tmp_path, tmp_path / "sub" / "loop")
     os.symlink(tmp_path / "a.jpg", tmp_path / "sub" / "same-photo.jpg")

@@ -1,4 +1,4 @@
-"""Find the files a scan should look at: recursive, hidden folders skipped, loops survived.
+"""Find the files to scan: recursive, hidden and system folders skipped, loops survived.
 
 The walk only stats; what a file *is* gets decided from its content later, and only for files
 the index does not already know unchanged, so a rescan of an unchanged library opens no file.
@@ -19,6 +19,10 @@ IMAGE_EXTENSIONS = frozenset(
 )
 #: Files that are never photos (phototagger's own sidecars among them): not even opened.
 IGNORED_EXTENSIONS = frozenset(".xmp .json .txt .db .sqlite3 .lock .tmp".split())
+#: Folders a file system or another OS keeps at a drive's top, skipped like hidden ones: never
+#: a user's photos (a recycle bin holds deleted ones), and often unreadable, which would fail
+#: every nightly scan of a drive for good.
+SYSTEM_FOLDERS = frozenset({"lost+found", "$RECYCLE.BIN", "System Volume Information"})
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,8 @@ def _walk_dir(
         except OSError:
             is_dir = False
         if is_dir:
-            subfolders.append(entry.path)
+            if entry.name not in SYSTEM_FOLDERS:
+                subfolders.append(entry.path)
         elif os.path.splitext(entry.name)[1].lower() not in IGNORED_EXTENSIONS:
             yield from _file(entry.path, seen_files)
     for subfolder in subfolders:
