@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 GPS_POINTER = 0x8825
-YCBCR_POSITIONING = 0x0213
+X_RESOLUTION, Y_RESOLUTION, RESOLUTION_UNIT, YCBCR_POSITIONING = 0x011A, 0x011B, 0x0128, 0x0213
 POINTER_TAGS = (0x8769, GPS_POINTER, 0xA005)  # ExifIFD, GPSInfo, InteropIFD
 TYPE_SIZES = {1: 1, 2: 1, 3: 2, 4: 4, 5: 8, 6: 1, 7: 1, 8: 2, 9: 4, 10: 8, 11: 4, 12: 8, 13: 4}
 BYTE, ASCII, SHORT, LONG, RATIONAL, UNDEFINED = 1, 2, 3, 4, 5, 7
@@ -288,14 +288,23 @@ def _drop_entries(
     out[offset:end] = table + bytes(end - offset - len(table))
 
 
-def fresh_block(lat: float, lon: float, note: str) -> bytes:
-    """A minimal TIFF block with only a GPS IFD, for a JPEG that had no EXIF at all.
+def fresh_block(
+    lat: float, lon: float, note: str, density: tuple[int, int, int] | None = None
+) -> bytes:
+    """A minimal TIFF block for a JPEG that had no EXIF at all: IFD0 as EXIF requires, and GPS.
 
-    Made by ``add_gps``, as for every other photo (piexif.dump ended the GPS IFD without its
-    next-IFD offset: "GPSLatitude overlaps IFD" in exiftool -validate), on an IFD0 holding
-    only YCbCrPositioning = centred: what JFIF prescribes, so nothing new is claimed (a
-    resolution would be: JFIF's density may differ).
+    IFD0 holds the four tags EXIF makes mandatory for a JPEG, claiming nothing new: the
+    resolution JFIF states (``density``: x, y, units 1 per inch or 2 per cm), else EXIF's
+    default of 72 dpi that readers assume anyway, and YCbCrPositioning centred, as JFIF
+    prescribes. The GPS IFD is added by ``add_gps``, as for every other photo (piexif.dump
+    ended it without its next-IFD offset: "GPSLatitude overlaps IFD" in exiftool -validate).
     """
-    ifd0 = struct.pack("<HHHI", 1, YCBCR_POSITIONING, SHORT, 1) + struct.pack("<HH", 1, 0)
-    base = b"II*\x00" + struct.pack("<I", 8) + ifd0 + struct.pack("<I", 0)
+    x, y, units = density or (72, 72, 1)
+    values_at = 8 + 2 + 12 * 4 + 4
+    ifd0 = struct.pack("<H", 4)
+    ifd0 += struct.pack("<HHII", X_RESOLUTION, RATIONAL, 1, values_at)
+    ifd0 += struct.pack("<HHII", Y_RESOLUTION, RATIONAL, 1, values_at + 8)
+    ifd0 += struct.pack("<HHIHH", RESOLUTION_UNIT, SHORT, 1, units + 1, 0)  # 2 inch, 3 cm
+    ifd0 += struct.pack("<HHIHH", YCBCR_POSITIONING, SHORT, 1, 1, 0)
+    base = b"II*\x00" + struct.pack("<I", 8) + ifd0 + struct.pack("<IIIII", 0, x, 1, y, 1)
     return add_gps(base, lat, lon, note)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 SOI = b"\xff\xd8"
 APP0, APP1, APP2, SOS, EOI = 0xE0, 0xE1, 0xE2, 0xDA, 0xD9
+JFIF_ID = b"JFIF\x00"
 EXIF_ID = b"Exif\x00\x00"
 XMP_ID = b"http://ns.adobe.com/xap/1.0/\x00"
 EXTENDED_XMP_ID = b"http://ns.adobe.com/xmp/extension/\x00"
@@ -108,6 +109,15 @@ def parse(data: bytes) -> Jpeg:
 def xmp_packet(jpeg: Jpeg) -> bytes | None:
     index = jpeg.xmp_index()
     return None if index is None else jpeg.segments[index].payload[len(XMP_ID) :]
+
+
+def jfif_density(jpeg: Jpeg) -> tuple[int, int, int] | None:
+    """JFIF's pixel density as (x, y, units: 1 per inch, 2 per cm); None where it states none."""
+    for segment in jpeg.segments:
+        if segment.is_app(APP0, JFIF_ID) and len(segment.payload) >= 12:
+            units, x, y = struct.unpack(">BHH", segment.payload[7:12])
+            return (x, y, units) if units in (1, 2) and x and y else None
+    return None
 
 
 def exif_tiff(jpeg: Jpeg) -> bytes | None:

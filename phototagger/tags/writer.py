@@ -487,7 +487,9 @@ def _embed_jpeg(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteR
         gps = "xmp"
         with contextlib.suppress(exif.ExifError):
             if user_tiff is None:
-                candidate = exif.fresh_block(lm.latitude, lm.longitude, _gps_note(lm))
+                candidate = exif.fresh_block(
+                    lm.latitude, lm.longitude, _gps_note(lm), jpeg.jfif_density(parsed)
+                )
             else:
                 candidate = exif.add_gps(user_tiff, lm.latitude, lm.longitude, _gps_note(lm))
                 restore_at = (exif.parse_ifd0(user_tiff).offset, len(user_tiff))

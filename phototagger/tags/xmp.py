@@ -162,9 +162,15 @@ class Packet:
                 desc.remove(element)
 
     def _own(self) -> ET.Element:
-        """phototagger's own rdf:Description, where properties it creates are put."""
+        """phototagger's own rdf:Description, where properties it creates are put.
+
+        It is about what the packet's other descriptions are about: XMP requires one
+        rdf:about value throughout (Windows Photo Gallery, for one, writes a uuid there).
+        """
         if self._own_desc is None or self._own_desc not in self.descriptions():
-            self._own_desc = ET.SubElement(self.rdf, RDF_DESC, {RDF_ABOUT: ""})
+            abouts = (d.get(RDF_ABOUT) for d in self.descriptions())
+            about = next((a for a in abouts if a is not None), "")
+            self._own_desc = ET.SubElement(self.rdf, RDF_DESC, {RDF_ABOUT: about})
             self._own_desc.text, self._own_desc.tail = "\n", "\n"
         return self._own_desc
 
