@@ -258,7 +258,12 @@ def _print_summary(summary, quiet: bool) -> None:
         )
         click.echo(
             f"tagged {summary.tagged}, below threshold {summary.below_threshold}, "
-            f"kept as a person set them {summary.kept_by_person}, untagged {summary.untagged}, "
+            + (
+                f"too far from the camera's GPS {summary.far_from_camera}, "
+                if summary.far_from_camera
+                else ""
+            )
+            + f"kept as a person set them {summary.kept_by_person}, untagged {summary.untagged}, "
             f"failed {len(summary.failed)} ({summary.seconds:.1f} s, "
             f"{summary.images_per_second:.1f} images/s)"
         )
@@ -444,10 +449,12 @@ def info(file, db) -> None:
                 click.echo(f"landmark: {landmark.name}{confidence} [{photo.tag_state}]")
             if photo.camera_latitude is not None:
                 click.echo(f"camera GPS: {photo.camera_latitude:.6f}, {photo.camera_longitude:.6f}")
+            landmarks = {lm.slug: lm for lm in library.all_landmarks(session)}
             for prediction in photo.predictions:
                 click.echo(
                     f"  {prediction.model.model_id} #{prediction.rank + 1}: "
                     f"{prediction.slug} {prediction.probability:.3f}"
+                    + _from_camera(landmarks, photo, prediction.slug)
                 )
             for write in photo.writes:
                 click.echo(f"written: {write.mode} {write.target} ({write.written:%Y-%m-%d %H:%M})")
@@ -468,6 +475,18 @@ def info(file, db) -> None:
             )
         if photo is not None and photo.write_error:
             click.echo(f"last write failed: {photo.write_error}")
+
+
+def _from_camera(landmarks: dict, photo, slug: str) -> str:
+    """How far the camera stood from a predicted landmark: a far one is never tagged."""
+    from phototagger.landmarks import FARTHEST_VIEW_KM
+
+    landmark = landmarks.get(slug)
+    camera = (photo.camera_latitude, photo.camera_longitude)
+    km = None if landmark is None or None in camera else landmark.distance_from(camera)
+    if km is None:
+        return ""
+    return f", {km:,.0f} km from the camera" + (" (too far)" if km > FARTHEST_VIEW_KM else "")
 
 
 def _unreadable(path: Path) -> str | None:
@@ -523,7 +542,12 @@ def _print_prediction(result) -> None:
         click.echo(f"{_printable(result.source)}: error: {result.error}", err=True)
         return
     click.echo(f"{_printable(result.source)}:")
-    if not result.confident:
+    if result.far_from_camera is not None:
+        click.echo(
+            f"  no confident landmark (the camera's GPS puts {result.guesses[0].landmark.name} "
+            f"{result.far_from_camera:,.0f} km away)"
+        )
+    elif not result.confident:
         click.echo(f"  no confident landmark (best below {result.threshold:.2f})")
     for guess in result.guesses:
         landmark = guess.landmark

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -11,6 +12,21 @@ from pathlib import Path
 from phototagger.errors import ConfigError
 
 _TEXT_FIELDS = ("city", "region", "country", "country_code")
+
+#: How far from a landmark a camera can stand and still show it. Most are photographed from a
+#: few km; a mountain, a bay or the Great Wall's visited sections from up to a few hundred. A
+#: camera farther away is not looking at the landmark, however sure the model is: on the
+#: exif-samples photos with camera GPS, 10 of 18 got a confident landmark 1,400-12,800 km away.
+FARTHEST_VIEW_KM = 300.0
+EARTH_RADIUS_KM = 6371.0
+
+
+def distance_km(a: tuple[float, float], b: tuple[float, float]) -> float:
+    """Great-circle distance between two (latitude, longitude) points, in km (haversine)."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (*a, *b))
+    h = math.sin((lat2 - lat1) / 2) ** 2
+    h += math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * EARTH_RADIUS_KM * math.asin(min(1.0, math.sqrt(h)))
 
 
 @dataclass(frozen=True)
@@ -30,6 +46,20 @@ class Landmark:
     @property
     def has_location(self) -> bool:
         return self.latitude is not None and self.longitude is not None
+
+    def distance_from(self, position: tuple[float, float] | None) -> float | None:
+        """km from a camera's (latitude, longitude); None where either place is unknown.
+
+        (0, 0) counts as unknown: it is what a camera without a fix writes.
+        """
+        if position is None or not self.has_location or tuple(position) == (0.0, 0.0):
+            return None
+        return distance_km(position, (self.latitude, self.longitude))
+
+    def seen_from(self, position: tuple[float, float] | None) -> bool:
+        """Whether a camera at ``position`` could show this landmark (yes, where unknown)."""
+        distance = self.distance_from(position)
+        return distance is None or distance <= FARTHEST_VIEW_KM
 
     @property
     def place_path(self) -> tuple[str, ...]:

@@ -143,6 +143,7 @@ class LandmarkModel:
         self.path = path
         self.device_name = device
         self.classes = [Landmark.from_dict(entry) for entry in meta["classes"]]
+        self._by_slug = {landmark.slug: landmark for landmark in self.classes}
         self.preprocess = PreprocessSpec.from_dict(meta["preprocess"])
         self.name = str(meta["name"])
         self.version = str(meta["version"])
@@ -259,7 +260,7 @@ class LandmarkModel:
         ]
 
     def landmark(self, slug: str) -> Landmark | None:
-        return next((lm for lm in self.classes if lm.slug == slug), None)
+        return self._by_slug.get(slug)
 
 
 def _finite(value: float) -> float:

@@ -11,6 +11,7 @@ from phototagger.errors import ImageError
 from phototagger.imaging import prepare, read_file
 from phototagger.landmarks import Landmark
 from phototagger.model import LandmarkModel
+from phototagger.tags import read_camera_gps
 
 
 @dataclass
@@ -24,23 +25,39 @@ class Guess:
 
 @dataclass
 class ImagePrediction:
-    """Top-k guesses for one image; ``confident`` when the best reaches the model's threshold."""
+    """Top-k guesses for one image; ``confident`` when a scan would tag the best one: it
+    reaches the model's threshold, and the camera's own GPS, if any, is near enough to it."""
 
     source: str
     guesses: list[Guess] = field(default_factory=list)
     threshold: float = 0.0
     error: str | None = None
+    camera_gps: tuple[float, float] | None = None
+
+    @property
+    def sure_enough(self) -> bool:
+        return bool(self.guesses) and self.guesses[0].probability >= self.threshold
+
+    @property
+    def far_from_camera(self) -> float | None:
+        """km between the camera and a sure best guess it could not have shown, else None."""
+        if not self.sure_enough or self.guesses[0].landmark.seen_from(self.camera_gps):
+            return None
+        return self.guesses[0].landmark.distance_from(self.camera_gps)
 
     @property
     def confident(self) -> bool:
-        return bool(self.guesses) and self.guesses[0].probability >= self.threshold
+        return self.sure_enough and self.far_from_camera is None
 
     def to_dict(self) -> dict:
+        far = self.far_from_camera
         return {
             "source": self.source,
             "error": self.error,
             "confident": self.confident,
             "threshold": self.threshold,
+            "camera_gps": list(self.camera_gps) if self.camera_gps else None,
+            "far_from_camera_km": None if far is None else round(far),
             "landmarks": [guess.to_dict() for guess in self.guesses],
         }
 
@@ -55,6 +72,7 @@ def predict_bytes(
     except ImageError as error:
         result.error = str(error)
         return result
+    result.camera_gps = read_camera_gps(source, data)
     probabilities = model.probabilities(tensor.unsqueeze(0))
     result.guesses = [Guess(lm, p) for lm, p in model.top_k(probabilities, top_k)[0]]
     return result

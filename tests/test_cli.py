@@ -10,7 +10,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from images import write_jpeg
+from images import gps_exif, write_jpeg
 from phototagger.cli import main
 
 
@@ -251,3 +251,18 @@ def test_paths_format_gives_exact_bytes_of_non_utf8_names(env):
     run("scan", env["root"], "--model", env["model"], "--workers", 0)
     result = CliRunner().invoke(main, ["query", "--format", "paths"])
     assert raw in result.stdout_bytes.splitlines()
+
+
+def test_a_camera_too_far_from_the_landmark_is_told_by_scan_info_and_predict(env):
+    photo = write_jpeg(env["root"] / "abroad.jpg", seed=5, exif=gps_exif(-27.1, -101.9))
+    code, out, err = run("scan", env["root"], "--model", env["model"], "--workers", 0)
+    assert code == 0, err
+    assert "too far from the camera's GPS 1" in out
+    code, out, err = run("info", photo)
+    lines = out.splitlines()
+    assert "camera GPS: -27.100000, -101.900000" in lines
+    first = next(line for line in lines if "#1: " in line)
+    assert first.endswith(" km from the camera (too far)")  # Easter Island is far from all six
+    assert "file tags: none of phototagger's" in lines
+    code, out, _ = run("predict", photo, "--model", env["model"])
+    assert "no confident landmark (the camera's GPS puts " in out

@@ -133,3 +133,15 @@ def test_an_index_made_by_the_first_release_upgrades_keeping_its_photos(tmp_path
     with library.session() as session:
         photo = library.photo_at(session, "/p/a.jpg")
         assert photo.status == "ok" and photo.write_error is None
+
+
+def test_how_far_a_camera_stood_from_a_landmark():
+    gazetteer = read_gazetteer(FIXTURES / "gazetteer.csv")
+    eiffel, liberty = gazetteer["eiffel-tower"], gazetteer["statue-of-liberty"]
+    # Paris to New York is 5,837 km along the great circle.
+    assert eiffel.distance_from((liberty.latitude, liberty.longitude)) == pytest.approx(5837, 5)
+    assert eiffel.seen_from((48.8738, 2.2950))  # from the Arc de Triomphe
+    assert not eiffel.seen_from((liberty.latitude, liberty.longitude))
+    # Unknown either way: no camera GPS, (0, 0) from a camera without a fix, no gazetteer place.
+    assert eiffel.distance_from(None) is None and eiffel.distance_from((0.0, 0.0)) is None
+    assert Landmark("somewhere", "Somewhere").seen_from((10.0, 10.0))

@@ -55,7 +55,8 @@ def photos(library) -> dict[str, orm.Photo]:
 def test_scan_indexes_predicts_and_tags_every_format(library, model, tmp_path):
     root = tmp_path / "photos"
     write_jpeg(root / "paris" / "tower.jpg", seed=1)
-    write_jpeg(root / "camera-gps.jpg", seed=2, exif=gps_exif(43.4682, 11.8801))
+    # near the Taj Mahal, the tiny model's answer: a camera far from it would veto the tag
+    write_jpeg(root / "camera-gps.jpg", seed=2, exif=gps_exif(27.1682, 78.0301))
     write_image(root / "shot.png", "PNG", seed=3)
     write_image(root / "shot.webp", "WEBP", seed=4)
     write_image(root / "scan.tiff", "TIFF", seed=5)
@@ -78,8 +79,8 @@ def test_scan_indexes_predicts_and_tags_every_format(library, model, tmp_path):
     assert tags.read_tags(root / "shot.png").where == root / "shot.png"  # an iTXt chunk
     assert tags.read_tags(root / "scan.tiff").where == root / "scan.tiff.xmp"  # a sidecar
     camera = indexed["camera-gps.jpg"]
-    assert camera.camera_latitude == pytest.approx(43.4682, abs=1e-4)
-    assert tags.read_camera_gps(root / "camera-gps.jpg") == pytest.approx((43.4682, 11.8801),
+    assert camera.camera_latitude == pytest.approx(27.1682, abs=1e-4)
+    assert tags.read_camera_gps(root / "camera-gps.jpg") == pytest.approx((27.1682, 78.0301),
                                                                            abs=1e-4)
 
 
@@ -500,6 +501,36 @@ def test_a_decoder_that_kills_its_worker_costs_only_its_file(library, model, tmp
     assert [(Path(f["path"]).name, f["reason"]) for f in summary.failed] == [
         ("3.jpg", "the decoder crashed on this file")]
     assert summary.predicted == 6
+
+
+def test_a_landmark_too_far_from_the_camera_is_not_tagged(library, model, tmp_path):
+    """The camera's own GPS vetoes a landmark it could not have seen: on real photos with GPS
+    the shipped model named landmarks thousands of km away, and a wrong tag is worse than none."""
+    root = tmp_path / "photos"
+    write_jpeg(root / "plain.jpg")
+    scan(library, model, root)
+    landmark = model.landmark(photos(library)["plain.jpg"].landmark_slug)
+    here = (landmark.latitude, landmark.longitude)
+    away = (-landmark.latitude, landmark.longitude - 179)  # the other side of the Earth
+    write_jpeg(root / "near.jpg", exif=gps_exif(here[0] + 0.2, here[1] + 0.2))  # ~30 km
+    far = write_jpeg(root / "far.jpg", exif=gps_exif(*away))
+    write_jpeg(root / "no-fix.jpg", exif=gps_exif(0, 0))  # what a camera without a fix writes
+    before = far.read_bytes()
+    summary = scan(library, model, root)
+    assert (summary.new, summary.tagged, summary.far_from_camera) == (3, 2, 1)
+    assert far.read_bytes() == before and tags.read_tags(far) is None
+    indexed = photos(library)
+    assert indexed["far.jpg"].landmark_slug is None and indexed["far.jpg"].tag_state is None
+    assert indexed["near.jpg"].landmark_slug == indexed["no-fix.jpg"].landmark_slug
+    assert tags.read_tags(root / "near.jpg").slug == landmark.slug
+    assert scan(library, model, root).unchanged == 4  # settled: not decoded again every night
+    # A person knows better than the GPS rule: their tag stands.
+    from phototagger.corrections import confirm_landmark
+
+    [outcome] = confirm_landmark(library, [str(far)], landmark.slug)
+    assert outcome.ok, outcome.message
+    assert scan(library, model, root, force=True).kept_by_person == 1
+    assert tags.read_tags(far).slug == landmark.slug
 
 
 def test_phototaggers_own_gps_estimate_is_never_taken_for_the_cameras(library, model, tmp_path):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +60,10 @@ def _under(column, folder: str):
     return (column >= prefix) & (column < prefix[:-1] + "0")
 
 
+#: A scan's rule for an automatic tag: (slug, probability, camera GPS or None) -> tag it?
+TagRule = Callable[[str, float, tuple[float, float] | None], bool]
+
+
 @dataclass(frozen=True)
 class KnownPhoto:
     """What change detection needs to know of an indexed photo, without loading the row."""
@@ -77,10 +81,12 @@ class KnownPhoto:
     landmark_slug: str | None = None
     #: The landmarks phototagger's recorded writes put into the file (or its sidecar).
     written_slugs: frozenset[str] = frozenset()
+    camera_gps: tuple[float, float] | None = None
 
-    def tags_out_of_date(self, threshold: float, writing: bool) -> bool:
-        """Whether this scan's threshold or write mode wants other tags than recorded.
+    def tags_out_of_date(self, wants_tag: TagRule, writing: bool) -> bool:
+        """Whether this scan's tag rule or write mode wants other tags than recorded.
 
+        ``wants_tag(slug, probability, camera_gps)`` is the scan's rule for an automatic tag.
         Raising ``--threshold`` takes back an automatic tag below it (from the file too, once
         a scan writes again, if one with ``--write none`` took it from the index), lowering it
         tags what now clears it, and a scan that writes after one with ``--write none``
@@ -89,7 +95,7 @@ class KnownPhoto:
         if self.best is None or self.tag_state in ("confirmed", "removed"):
             return False
         slug, probability = self.best
-        if probability < threshold:
+        if not wants_tag(slug, probability, self.camera_gps):
             return self.tag_state == "auto" or (writing and bool(self.written_slugs))
         if self.tag_state != "auto" or self.landmark_slug != slug:
             return True
@@ -274,6 +280,8 @@ class Library:
             orm.Photo.write_error,
             orm.Photo.tag_state,
             orm.Photo.landmark_slug,
+            orm.Photo.camera_latitude,
+            orm.Photo.camera_longitude,
         )
         if inside is not None:
             query = query.where(inside)
@@ -292,6 +300,9 @@ class Library:
                 tag_state=row.tag_state,
                 landmark_slug=row.landmark_slug,
                 written_slugs=frozenset(written.get(row.id, ())),
+                camera_gps=None
+                if row.camera_latitude is None or row.camera_longitude is None
+                else (row.camera_latitude, row.camera_longitude),
             )
         return known
 

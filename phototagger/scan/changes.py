@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from phototagger.hashing import algorithm_of, file_hash
 from phototagger.imaging import sniff_format
 from phototagger.index import KnownPhoto
+from phototagger.index.store import TagRule
 from phototagger.scan.walk import FoundFile, WalkProblem, has_image_extension
 
 
@@ -77,11 +78,12 @@ def plan_changes(
     found: Iterable[FoundFile | WalkProblem],
     known: Mapping[str, KnownPhoto],
     force: bool = False,
-    threshold: float = 0.0,
+    wants_tag: TagRule | None = None,
     writing: bool = False,
 ) -> Plan:
-    """What this scan must do, file by file; ``threshold`` and ``writing`` are the scan's
-    tag settings, which an unchanged photo's recorded tags may no longer match."""
+    """What this scan must do, file by file; ``wants_tag`` and ``writing`` are the scan's
+    tag settings, which an unchanged photo's recorded tags may no longer match (none given:
+    recorded tags are taken as they are)."""
     plan = Plan()
     fresh: list[FoundFile] = []
     seen: set[str] = set()
@@ -106,7 +108,7 @@ def plan_changes(
             plan.work.append(Work(item.path, item.size, item.mtime_ns, "new-model"))
         elif photo.write_pending:
             plan.work.append(Work(item.path, item.size, item.mtime_ns, "retry-write"))
-        elif photo.tags_out_of_date(threshold, writing):
+        elif wants_tag is not None and photo.tags_out_of_date(wants_tag, writing):
             plan.work.append(Work(item.path, item.size, item.mtime_ns, "new-settings"))
         else:
             plan.unchanged += 1

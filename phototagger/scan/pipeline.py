@@ -77,6 +77,8 @@ class ScanSummary:
     missing: int = 0
     tagged: int = 0
     below_threshold: int = 0
+    #: Sure enough, but the camera's own GPS puts it too far away to show that landmark.
+    far_from_camera: int = 0
     kept_by_person: int = 0
     untagged: int = 0
     predicted: int = 0
@@ -153,7 +155,7 @@ class Scanner:
             known = self.library.known_photos(session, roots, model_row.id)
             writing = self.options.write != "none"  # a dry run shows what a real one would do
             found = walk(roots, self.options.excludes)
-            plan = plan_changes(found, known, self.options.force, self.threshold, writing)
+            plan = plan_changes(found, known, self.options.force, self._wants_tag, writing)
             self._count(plan, summary)
             self._apply_moves_and_losses(session, plan)
             self._commit(session)
@@ -483,8 +485,11 @@ class Scanner:
         if photo.tag_state in ("confirmed", "removed"):
             summary.kept_by_person += 1
             return None
-        if confidence < self.threshold:
-            summary.below_threshold += 1
+        if not self._wants_tag(best.slug, confidence, item.camera_gps):
+            if confidence < self.threshold:
+                summary.below_threshold += 1
+            else:
+                summary.far_from_camera += 1
             if photo.tag_state == "auto" or photo.writes:  # in the index, or left in the file
                 self._take_back(session, photo, summary)
             return None
@@ -504,6 +509,14 @@ class Scanner:
             top_k=[(landmark.name, p) for landmark, p in ranked],
             tagged_at=datetime.now(UTC),
         )
+
+    def _wants_tag(self, slug: str, probability: float, camera: tuple[float, float] | None) -> bool:
+        """The rule for an automatic tag: the model is sure enough, and the camera, where its
+        GPS says where it was, stood near enough to the landmark to show it."""
+        if probability < self.threshold:
+            return False
+        landmark = self.model.landmark(slug)
+        return landmark is None or landmark.seen_from(camera)
 
     def _already_says(self, job: Work, photo: orm.Photo, slug: str) -> bool:
         """Whether an unchanged file already says this landmark, so it is not rewritten.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from phototagger.landmarks import FARTHEST_VIEW_KM
 from phototagger.model import LandmarkModel
 
 #: The metrics evaluation writes that a person can read, in the page's order; True: a share
@@ -60,6 +61,7 @@ class ModelFacts:
     qutb_complex: list[str] = field(default_factory=list)
     natural_scenes: list[str] = field(default_factory=list)
     fewest_images: list[tuple[str, int]] = field(default_factory=list)
+    farthest_view_km: int = int(FARTHEST_VIEW_KM)  # the scan's rule, shown beside the threshold
 
 
 def model_facts(model: LandmarkModel) -> ModelFacts:

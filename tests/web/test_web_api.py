@@ -8,10 +8,12 @@ import os
 import struct
 import zlib
 
+import piexif
 import pytest
 from PIL import Image
 
 from conftest import build_tiny_model
+from images import gps_exif
 from phototagger import tags
 from phototagger.cli import main as cli_main
 from phototagger.index import Library, canonical
@@ -94,6 +96,18 @@ def test_predict_says_when_no_landmark_is_confident(tmp_path, library):
     answer = upload(create_app(strict, library).test_client(), jpeg_bytes()).json
     assert answer["confident"] is False and answer["threshold"] == 0.99
     assert len(answer["landmarks"]) == 5  # the guesses are still shown, marked unsure
+
+
+def test_predict_says_when_the_camera_was_too_far_from_the_landmark(client, model):
+    data = jpeg_bytes(seed=2)
+    best = predict_bytes(model, data, "x.jpg").guesses[0].landmark
+    with_gps = io.BytesIO()  # the same pixels, with the camera on the other side of the Earth
+    piexif.insert(piexif.dump(gps_exif(-best.latitude, best.longitude - 179)), data, with_gps)
+    answer = upload(client, with_gps.getvalue()).json
+    assert answer["landmarks"][0]["slug"] == best.slug and answer["confident"] is False
+    assert answer["camera_gps"] == pytest.approx([-best.latitude, best.longitude - 179], abs=1e-3)
+    assert answer["far_from_camera_km"] > 10_000
+    assert upload(client, data).json["far_from_camera_km"] is None  # no GPS: no veto
 
 
 @pytest.mark.parametrize(
