@@ -534,7 +534,10 @@ class Scanner:
     def _take_back(self, session: Session, photo: orm.Photo, summary: ScanSummary) -> None:
         """The model no longer vouches for an automatic tag: a wrong tag is worse than none."""
         photo.landmark_slug = photo.confidence = photo.tag_state = photo.model_pk = None
-        if self.options.write == "none" or self.options.dry_run:
+        if self.options.write == "none":
+            return
+        if self.options.dry_run:
+            summary.untagged += 1  # what the real run would do
             return
         try:
             result = remove_photo_tags(session, photo, photo.fs_path)

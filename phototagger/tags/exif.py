@@ -295,16 +295,21 @@ def fresh_block(
 
     IFD0 holds the four tags EXIF makes mandatory for a JPEG, claiming nothing new: the
     resolution JFIF states (``density``: x, y, units 1 per inch or 2 per cm), else EXIF's
-    default of 72 dpi that readers assume anyway, and YCbCrPositioning centred, as JFIF
-    prescribes. The GPS IFD is added by ``add_gps``, as for every other photo (piexif.dump
-    ended it without its next-IFD offset: "GPSLatitude overlaps IFD" in exiftool -validate).
+    default of 72 dpi, which readers assume anyway (stretched to JFIF's aspect ratio where that
+    is all it gives: units 0), and YCbCrPositioning centred, as JFIF prescribes. The GPS IFD is
+    added by ``add_gps``, as for every other photo (piexif.dump ended it without its next-IFD
+    offset: "GPSLatitude overlaps IFD" in exiftool -validate).
     """
-    x, y, units = density or (72, 72, 1)
+    x, y, units = density or (1, 1, 0)
+    if units == 0:
+        x_res, y_res, unit = (72 * x, y), (72, 1), 2
+    else:
+        x_res, y_res, unit = (x, 1), (y, 1), units + 1  # EXIF: 2 inches, 3 centimetres
     values_at = 8 + 2 + 12 * 4 + 4
     ifd0 = struct.pack("<H", 4)
     ifd0 += struct.pack("<HHII", X_RESOLUTION, RATIONAL, 1, values_at)
     ifd0 += struct.pack("<HHII", Y_RESOLUTION, RATIONAL, 1, values_at + 8)
-    ifd0 += struct.pack("<HHIHH", RESOLUTION_UNIT, SHORT, 1, units + 1, 0)  # 2 inch, 3 cm
+    ifd0 += struct.pack("<HHIHH", RESOLUTION_UNIT, SHORT, 1, unit, 0)
     ifd0 += struct.pack("<HHIHH", YCBCR_POSITIONING, SHORT, 1, 1, 0)
-    base = b"II*\x00" + struct.pack("<I", 8) + ifd0 + struct.pack("<IIIII", 0, x, 1, y, 1)
-    return add_gps(base, lat, lon, note)
+    base = b"II*\x00" + struct.pack("<I", 8) + ifd0 + struct.pack("<I", 0)
+    return add_gps(base + struct.pack("<IIII", *x_res, *y_res), lat, lon, note)

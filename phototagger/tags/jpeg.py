@@ -112,11 +112,12 @@ def xmp_packet(jpeg: Jpeg) -> bytes | None:
 
 
 def jfif_density(jpeg: Jpeg) -> tuple[int, int, int] | None:
-    """JFIF's pixel density as (x, y, units: 1 per inch, 2 per cm); None where it states none."""
+    """JFIF's pixel density as (x, y, units: 0 an aspect ratio only, 1 per inch, 2 per cm);
+    None where there is no JFIF segment or it states nothing usable."""
     for segment in jpeg.segments:
         if segment.is_app(APP0, JFIF_ID) and len(segment.payload) >= 12:
             units, x, y = struct.unpack(">BHH", segment.payload[7:12])
-            return (x, y, units) if units in (1, 2) and x and y else None
+            return (x, y, units) if units in (0, 1, 2) and x and y else None
     return None
 
 

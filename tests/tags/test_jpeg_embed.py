@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import struct
 import subprocess
 
 import pytest
@@ -237,21 +238,27 @@ def test_our_description_is_about_what_the_packet_is_about(tmp_path, make_reques
     assert exiftool_json(path)["XMP-xmp:CreatorTool"] == "Windows Photo Gallery"
 
 
-@pytest.mark.parametrize(("dpi", "resolution", "unit"),
-                         [(None, 72, 2), ((300, 300), 300, 2)])
-def test_a_photo_without_exif_gets_a_well_formed_gps_block(tmp_path, make_request, dpi,
+@pytest.mark.parametrize(("density", "resolution", "unit"), [
+    ((0, 1, 1), (72, 72), 2),  # Pillow's JFIF: square pixels, no absolute density
+    ((1, 300, 300), (300, 300), 2),  # 300 dots per inch
+    ((2, 118, 118), (118, 118), 3),  # per centimetre
+    ((0, 2, 1), (144, 72), 2),  # an aspect ratio only: kept, at EXIF's default density
+])
+def test_a_photo_without_exif_gets_a_well_formed_gps_block(tmp_path, make_request, density,
                                                            resolution, unit):
     path = plain_jpeg(tmp_path / "scrubbed.jpg")  # metadata scrubbed: the case users have most
-    if dpi is not None:
-        Image.open(path).save(path, "JPEG", dpi=dpi)  # JFIF states a density of its own
+    data = bytearray(path.read_bytes())
+    at = data.index(b"JFIF\x00") + 7
+    data[at : at + 5] = struct.pack(">BHH", *density)  # the density JFIF states
+    path.write_bytes(data)
     original = path.read_bytes()
     write_tags(path, make_request("statue-of-liberty"))
     tags = exiftool_json(path)
     assert tags["GPS:GPSLongitudeRef"] == "W"
     assert tags["Composite:GPSLatitude"] == pytest.approx(40.6892, abs=1e-4)
-    # EXIF's mandatory IFD0 tags claim what JFIF says, or EXIF's default where it says nothing
-    assert (tags["IFD0:XResolution"], tags["IFD0:YResolution"]) == (resolution, resolution)
-    assert tags["IFD0:ResolutionUnit"] == unit  # 2: inches
+    # EXIF's mandatory IFD0 tags claim what JFIF says, or EXIF's default where it says less
+    assert (tags["IFD0:XResolution"], tags["IFD0:YResolution"]) == resolution
+    assert tags["IFD0:ResolutionUnit"] == unit  # 2 inches, 3 centimetres
     checked = subprocess.run([EXIFTOOL, "-validate", "-warning", "-a", "-s3", str(path)],
                              capture_output=True, text=True, check=True).stdout.splitlines()
     warnings = [line for line in checked if "Warning" not in line and line != "OK"]
