@@ -6,13 +6,15 @@ Exit status: 0 when all went well, 1 when some files failed (the output names th
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -220,13 +222,40 @@ def scan(
         preserve_mtime=keep_mtime,
     )
     scanner = Scanner(open_library(db, dry_run), load_model(model_path, device), options)
-    summary = scanner.run(paths)
+    with _stopping_on_signals(scanner) as received:
+        summary = scanner.run(paths)
     logging.getLogger("phototagger.scan").info("summary: %s", json.dumps(summary.to_dict()))
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     elif not quiet or summary.failed:
         _print_summary(summary, quiet)
+    if summary.interrupted:
+        click.echo("interrupted: what was done is kept, and the next scan goes on from there",
+                   err=True)
+        sys.exit(128 + received[0])
     sys.exit(EXIT_FAILURES if summary.failed else EXIT_OK)
+
+
+@contextlib.contextmanager
+def _stopping_on_signals(scanner) -> Iterator[list[int]]:
+    """Ctrl-C or SIGTERM (a shutdown, `timeout`, systemd) ends the scan cleanly after the
+    batch in hand; a second one stops at once. Yields the signals received."""
+    received: list[int] = []
+
+    def stop(signum, frame) -> None:
+        if received:
+            sys.exit(128 + signum)
+        received.append(signum)
+        scanner.request_stop()
+        click.echo("\nstopping after the current batch (again to stop at once)", err=True)
+
+    caught = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, stop) for signum in caught}
+    try:
+        yield received
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _setup_logging(log_file: Path | None) -> None:

@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -266,3 +267,22 @@ def test_a_camera_too_far_from_the_landmark_is_told_by_scan_info_and_predict(env
     assert "file tags: none of phototagger's" in lines
     code, out, _ = run("predict", photo, "--model", env["model"])
     assert "no confident landmark (the camera's GPS puts " in out
+
+
+def test_ctrl_c_or_sigterm_asks_the_scan_to_stop_and_a_second_one_stops_at_once():
+    from phototagger.cli import _stopping_on_signals
+
+    class Scanner:
+        stops = 0
+
+        def request_stop(self):
+            self.stops += 1
+
+    scanner, before = Scanner(), signal.getsignal(signal.SIGTERM)
+    with pytest.raises(SystemExit) as stopped:
+        with _stopping_on_signals(scanner) as received:
+            os.kill(os.getpid(), signal.SIGTERM)  # handled in this thread, as it returns
+            assert (received, scanner.stops) == ([signal.SIGTERM], 1)
+            os.kill(os.getpid(), signal.SIGINT)
+    assert stopped.value.code == 128 + signal.SIGINT and scanner.stops == 1
+    assert signal.getsignal(signal.SIGTERM) == before  # put back as it was

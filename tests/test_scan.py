@@ -3,6 +3,7 @@
 import multiprocessing
 import os
 import shutil
+import signal
 import struct
 import zlib
 from pathlib import Path
@@ -614,11 +615,44 @@ def test_work_given_for_while_decoding_runs_once_the_workers_have_started(
 
 
 @needs_forked_workers
-def test_decoding_workers_yield_the_cores_to_the_main_process(monkeypatch, model, tmp_path):
+def test_decoding_workers_yield_the_cores_and_leave_ctrl_c_to_the_main_process(
+    monkeypatch, model, tmp_path
+):
     path = write_jpeg(tmp_path / "IMG_0.jpg", seed=0)
-    # The worker is forked after this patch: it reports its niceness where GPS would go.
-    monkeypatch.setattr(dataset, "read_camera_gps", lambda *_: (float(os.nice(0)), 0.0))
+    # The worker is forked after this patch: it reports its niceness where GPS would go, and
+    # whether it ignores SIGINT (which a terminal sends to the whole process group).
+    monkeypatch.setattr(dataset, "read_camera_gps", lambda *_: (
+        float(os.nice(0)), float(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)))
     loader = dataset.make_loader([str(path)], model.preprocess, batch_size=1, workers=1)
     (batch,) = list(loader)
     expected = min(19, os.nice(0) + dataset.WORKER_NICENESS)
-    assert batch.items[0].camera_gps == (float(expected), 0.0)
+    assert batch.items[0].camera_gps == (float(expected), 1.0)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # here: untouched
+
+
+def test_a_scan_asked_to_stop_keeps_what_it_did_and_the_next_goes_on(
+    library, model, tmp_path, monkeypatch
+):
+    root = tmp_path / "photos"
+    for seed in range(6):
+        write_jpeg(root / f"{seed}.jpg", seed=seed)
+    scanner = Scanner(library, model, ScanOptions(workers=0, batch_size=2, threshold=0.0))
+    record_batch = Scanner._record_batch
+
+    def stop_after_first_batch(self, *args):  # as the CLI's Ctrl-C or SIGTERM handler does
+        self.request_stop()
+        return record_batch(self, *args)
+
+    monkeypatch.setattr(Scanner, "_record_batch", stop_after_first_batch)
+    summary = scanner.run([root])
+    monkeypatch.undo()
+    assert summary.interrupted and (summary.predicted, summary.tagged) == (2, 2)
+    with library.session() as session:
+        counts = [session.scalar(select(func.count()).select_from(table))
+                  for table in (orm.Photo, orm.Write)]
+    assert counts == [2, 2]
+    # Every write the stopped scan made was recorded: nothing is "changed" and done twice.
+    summary = scan(library, model, root, threshold=0.0)
+    assert (summary.new, summary.changed, summary.unchanged, summary.tagged) == (4, 0, 2, 4)
+    assert not summary.interrupted
+    assert not list(root.glob(".*.tmp"))

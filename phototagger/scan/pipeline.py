@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -85,6 +86,8 @@ class ScanSummary:
     failed: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     dry_run: bool = False
+    #: Stopped on request (request_stop) before all work was done; what was done is recorded.
+    interrupted: bool = False
 
     @property
     def images_per_second(self) -> float:
@@ -135,6 +138,13 @@ class Scanner:
         self.threshold = model.threshold if threshold is None else threshold
         if not 0 <= self.threshold <= 1:
             raise ConfigError(f"threshold must lie between 0 and 1, not {self.threshold}")
+        self._stop = threading.Event()
+
+    def request_stop(self) -> None:
+        """End the scan early and cleanly: the batch in hand is recorded, the tag writes under
+        way finish and are recorded, and the next scan goes on from there. Safe to call from a
+        signal handler or another thread."""
+        self._stop.set()
 
     def run(self, roots: Sequence[str | os.PathLike]) -> ScanSummary:
         started = time.monotonic()
@@ -159,7 +169,10 @@ class Scanner:
             self._count(plan, summary)
             self._apply_moves_and_losses(session, plan)
             self._commit(session)
-            self._predict(session, plan.work, model_row, summary)
+            if self._stop.is_set() and plan.work:
+                summary.interrupted = True
+            else:
+                self._predict(session, plan.work, model_row, summary)
             summary.seconds = time.monotonic() - started
             run.finished = datetime.now(UTC)
             run.summary = summary.to_dict()
@@ -289,6 +302,7 @@ class Scanner:
         writers = ThreadPoolExecutor(WRITER_THREADS, thread_name_prefix="tag-writer")
         with progress, writers as writer:
             pending: list[PendingWrite] = []
+            done = 0
             # On CUDA the network's first call at the scan's batch shape takes seconds (kernel
             # selection): made while the workers decode, not after the first batch arrives.
             size, on_cuda = self.options.batch_size, self.model.device.type == "cuda"
@@ -319,6 +333,10 @@ class Scanner:
                     pending.append(PendingWrite(job.path, photo.id, request, future))
                 pending = self._record_writes(session, pending, summary, wait=False)
                 progress.update(len(batch.items))
+                done += len(batch.items)
+                if self._stop.is_set() and done < len(work):
+                    summary.interrupted = True
+                    break
             self._record_writes(session, pending, summary, wait=True)
 
     def _record_writes(
