@@ -208,7 +208,6 @@ def scan(
     """Find photos under PATHS, predict their landmarks, index them and write tags."""
     from phototagger.scan.pipeline import Scanner, ScanOptions
 
-    _setup_logging(log_file)
     options = ScanOptions(
         batch_size=batch_size,
         workers=workers,
@@ -221,10 +220,11 @@ def scan(
         progress=not quiet and not as_json and sys.stderr.isatty(),
         preserve_mtime=keep_mtime,
     )
-    scanner = Scanner(open_library(db, dry_run), load_model(model_path, device), options)
-    with _stopping_on_signals(scanner) as received:
-        summary = scanner.run(paths)
-    logging.getLogger("phototagger.scan").info("summary: %s", json.dumps(summary.to_dict()))
+    with _logging(log_file):
+        scanner = Scanner(open_library(db, dry_run), load_model(model_path, device), options)
+        with _stopping_on_signals(scanner) as received:
+            summary = scanner.run(paths)
+        logging.getLogger("phototagger.scan").info("summary: %s", json.dumps(summary.to_dict()))
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     elif not quiet or summary.failed:
@@ -258,19 +258,37 @@ def _stopping_on_signals(scanner) -> Iterator[list[int]]:
             signal.signal(signum, handler)
 
 
-def _setup_logging(log_file: Path | None) -> None:
-    """Append to ``log_file``, making its folder if need be (a fresh ~/.local/state has none)."""
-    if log_file is None:
-        return
-    try:
-        log_file.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.FileHandler(log_file, encoding="utf-8", errors="backslashreplace")
-    except OSError as error:
-        raise ConfigError(f"cannot write the log {log_file}: {error.strerror or error}") from None
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+@contextlib.contextmanager
+def _logging(log_file: Path | None) -> Iterator[None]:
+    """Warnings a person must see (the scan went on, but not as it should) go to stderr, even
+    with --quiet; with ``log_file`` everything is appended there too (its folder made if need
+    be: a fresh ~/.local/state has none). Failed files are left to the summary on stderr."""
+    from phototagger.scan.pipeline import failures_log
+
+    to_stderr = logging.StreamHandler(sys.stderr)
+    to_stderr.setLevel(logging.WARNING)
+    to_stderr.setFormatter(logging.Formatter("warning: %(message)s"))
+    to_stderr.addFilter(lambda record: record.name != failures_log.name)
+    handlers: list[logging.Handler] = [to_stderr]
+    if log_file is not None:
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            to_file = logging.FileHandler(log_file, encoding="utf-8", errors="backslashreplace")
+        except OSError as error:
+            message = f"cannot write the log {log_file}: {error.strerror or error}"
+            raise ConfigError(message) from None
+        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        handlers.append(to_file)
     logger = logging.getLogger("phototagger")
-    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
+    for handler in handlers:
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+            handler.close()
 
 
 def _print_summary(summary, quiet: bool) -> None:

@@ -286,3 +286,15 @@ def test_ctrl_c_or_sigterm_asks_the_scan_to_stop_and_a_second_one_stops_at_once(
             os.kill(os.getpid(), signal.SIGINT)
     assert stopped.value.code == 128 + signal.SIGINT and scanner.stops == 1
     assert signal.getsignal(signal.SIGTERM) == before  # put back as it was
+
+
+def test_scan_warnings_reach_stderr_and_failed_files_are_left_to_the_summary(capsys):
+    import logging
+
+    from phototagger.cli import _logging
+    from phototagger.scan.pipeline import failures_log
+
+    with _logging(None):
+        logging.getLogger("phototagger.scan").warning("decoding workers cannot share")
+        failures_log.warning("/photos/a.jpg: not an image")
+    assert capsys.readouterr().err == "warning: decoding workers cannot share\n"

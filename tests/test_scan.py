@@ -1,5 +1,6 @@
 """The scan pipeline end to end: real files, a real SQLite index, the real tag writer."""
 
+import logging
 import multiprocessing
 import os
 import shutil
@@ -9,6 +10,7 @@ import zlib
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 from sqlalchemy import func, select
 
@@ -628,6 +630,26 @@ def test_decoding_workers_yield_the_cores_and_leave_ctrl_c_to_the_main_process(
     expected = min(19, os.nice(0) + dataset.WORKER_NICENESS)
     assert batch.items[0].camera_gps == (float(expected), 1.0)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # here: untouched
+
+
+@needs_forked_workers
+def test_workers_that_cannot_share_their_batches_leave_decoding_to_this_process(
+    library, model, tmp_path, monkeypatch, caplog
+):
+    """A container's small /dev/shm: once, the scan waited forever for a dropped batch."""
+    root = tmp_path / "photos"
+    for seed in range(5):
+        write_jpeg(root / f"{seed}.jpg", seed=seed)
+
+    def no_room(tensor):  # what torch raises when /dev/shm is full; workers inherit the patch
+        raise RuntimeError("unable to write to file </torch_1_2_0>: No space left on device")
+
+    monkeypatch.setattr(torch.Tensor, "share_memory_", no_room)
+    with caplog.at_level(logging.WARNING, logger="phototagger.scan"):
+        summary = scan(library, model, root, workers=2, batch_size=2, threshold=0.0)
+    assert (summary.predicted, summary.tagged, summary.failed) == (5, 5, [])
+    assert "No space left on device" in caplog.text and "--shm-size" in caplog.text
+    assert not multiprocessing.active_children()  # the workers were stopped, not left behind
 
 
 def test_a_scan_asked_to_stop_keeps_what_it_did_and_the_next_goes_on(

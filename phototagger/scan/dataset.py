@@ -47,10 +47,12 @@ class Batch:
     items: list[Decoded]
     #: Set by the consumer: no file is left to decode, so no worker needs a core any more.
     decoding_done: bool = False
+    #: Why the worker could not hand the decoded inputs over (shared memory full), if so.
+    unshared: str | None = None
 
     def pin_memory(self) -> Batch:
         """Called by the DataLoader on CUDA runs, so host-to-device copies can be asynchronous."""
-        return Batch(self.inputs.pin_memory(), self.items, self.decoding_done)
+        return Batch(self.inputs.pin_memory(), self.items, self.decoding_done, self.unshared)
 
 
 class PhotoDataset(Dataset):
@@ -100,9 +102,23 @@ class _InProcessCount:
 
 
 def collate(samples: list[tuple[Decoded, torch.Tensor | None]]) -> Batch:
+    """Stack a batch; in a worker, straight into shared memory.
+
+    Left to the queue's feeder thread, that move fails silently when /dev/shm is full: the
+    batch is dropped and the scan waits for it forever (a 64 MB Docker /dev/shm holds three
+    batches). Here a failure comes back as a batch without inputs that says why.
+    """
+    items = [outcome for outcome, _ in samples]
     tensors = [tensor for _, tensor in samples if tensor is not None]
-    inputs = torch.stack(tensors) if tensors else torch.empty(0)
-    return Batch(inputs, [outcome for outcome, _ in samples])
+    if not tensors:
+        return Batch(torch.empty(0), items)
+    inputs = torch.empty((len(tensors), *tensors[0].shape), dtype=tensors[0].dtype)
+    if torch.utils.data.get_worker_info() is not None:
+        try:
+            inputs.share_memory_()
+        except RuntimeError as error:
+            return Batch(torch.empty(0), items, unshared=str(error))
+    return Batch(torch.stack(tensors, out=inputs), items)
 
 
 def _dead_workers_raise_in_next() -> None:

@@ -43,6 +43,8 @@ from phototagger.scan.walk import walk
 from phototagger.tags.sidecar import sidecar_path
 
 log = logging.getLogger("phototagger.scan")
+#: One line per failed file, for a log; the summary lists them for people.
+failures_log = logging.getLogger("phototagger.scan.failed")
 
 
 @dataclass
@@ -94,7 +96,7 @@ class ScanSummary:
         return self.predicted / self.seconds if self.seconds else 0.0
 
     def fail(self, path: str, reason: str) -> None:
-        log.warning("%s: %s", path, reason)
+        failures_log.warning("%s: %s", path, reason)
         self.failed.append({"path": path, "reason": reason})
 
     def to_dict(self) -> dict:
@@ -377,7 +379,8 @@ class Scanner:
 
         When a worker process dies (a crash in a native decoder, the OOM killer), the next
         batch's files are decoded again one by one, each in a worker of its own, so the
-        culprit is named and everything else is still predicted.
+        culprit is named and everything else is still predicted. When the workers cannot hand
+        batches over (shared memory full), the rest is decoded in this process.
         """
         from phototagger.scan.dataset import make_loader
 
@@ -394,16 +397,29 @@ class Scanner:
             next_index = start
             try:
                 for batch in batches:
+                    if batch.unshared is not None:
+                        break
                     for item in batch.items:
                         item.index += start
-                    batch.decoding_done = loader.dataset.all_decoded()
+                    batch.decoding_done = not workers or loader.dataset.all_decoded()
                     next_index = batch.items[-1].index + 1
                     yield batch
-                return
+                else:
+                    return
             except RuntimeError as error:
                 if not workers:
                     raise
                 log.warning("a decoding worker died (%s); isolating its files", error)
+            else:
+                log.warning(
+                    "decoding workers cannot share their batches (%s): decoding in this process "
+                    "from here, more slowly. Give /dev/shm more room (docker run --shm-size=1g) "
+                    "or pass --workers 0",
+                    batch.unshared,
+                )
+                del batches  # its workers stop now, not when the garbage collector finds them
+                workers, start = 0, next_index
+                continue
             end = min(len(paths), next_index + size)
             for index in range(next_index, end):
                 yield self._isolated(paths[index], index, pin)
@@ -415,11 +431,15 @@ class Scanner:
 
         from phototagger.scan.dataset import Batch, Decoded, make_loader
 
+        def failed(reason: str) -> Batch:
+            return Batch(inputs=torch.empty(0), items=[Decoded(index, path, error=reason)])
+
         try:
             [batch] = list(make_loader([path], self.model.preprocess, 1, 1, pin))
         except RuntimeError:
-            crashed = Decoded(index, path, error="the decoder crashed on this file")
-            return Batch(inputs=torch.empty(0), items=[crashed])
+            return failed("the decoder crashed on this file")
+        if batch.unshared is not None:  # this file may well be innocent: say what happened
+            return failed(f"decoded apart after a worker died, not handed over: {batch.unshared}")
         batch.items[0].index = index
         return batch
 
