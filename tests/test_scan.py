@@ -446,7 +446,9 @@ def test_a_failed_tag_write_is_reported_and_retried_next_scan(library, model, tm
     (root / "w.webp.xmp").write_text("<not xmp")  # a sidecar that cannot be merged into
     summary = scan(library, model, root)
     assert summary.tagged == 0
-    assert [f["reason"].split(":")[0] for f in summary.failed] == ["tags not written"]
+    [failure] = summary.failed
+    sidecar = f"{root / 'w.webp.xmp'}: existing sidecar is not valid XMP; left as it is"
+    assert failure["reason"] == f"tags not written: {sidecar}"  # which file, named once
     assert photos(library)["w.webp"].write_error
     (root / "w.webp.xmp").unlink()
     summary = scan(library, model, root)
@@ -678,3 +680,14 @@ def test_a_scan_asked_to_stop_keeps_what_it_did_and_the_next_goes_on(
     assert (summary.new, summary.changed, summary.unchanged, summary.tagged) == (4, 0, 2, 4)
     assert not summary.interrupted
     assert not list(root.glob(".*.tmp"))
+
+
+def test_a_failure_names_its_file_once():
+    summary = pipeline.ScanSummary()
+    summary.fail("/p/a.jpg", "tags not written: /p/a.jpg: write failed, original untouched: "
+                             "[Errno 28] No space left on device")
+    summary.fail("/p/b.jpg", "tags not written: /p/b.jpg.xmp: cannot write sidecar")
+    assert [f["reason"] for f in summary.failed] == [
+        "tags not written: write failed, original untouched: [Errno 28] No space left on device",
+        "tags not written: /p/b.jpg.xmp: cannot write sidecar",  # another file: named
+    ]

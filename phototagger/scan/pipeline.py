@@ -96,6 +96,7 @@ class ScanSummary:
         return self.predicted / self.seconds if self.seconds else 0.0
 
     def fail(self, path: str, reason: str) -> None:
+        reason = reason.replace(f"{path}: ", "", 1)  # errors name their file; once is enough
         failures_log.warning("%s: %s", path, reason)
         self.failed.append({"path": path, "reason": reason})
 
