@@ -18,6 +18,15 @@ class OwnerError(PermissionError):
     """The replacement could not be given the original's owner: writing it would change owner."""
 
 
+class ChangedMeanwhile(OSError):
+    """Another program changed the file after it was read: replacing it would lose that."""
+
+
+def identity(info: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells a file's content has changed without reading it: device, inode, size, mtime."""
+    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+
 @dataclass(frozen=True)
 class Replaced:
     """The new file as it was renamed into place: what an index remembers without re-reading."""
@@ -38,14 +47,17 @@ def atomic_write(
     like: Path | None = None,
     preserve_mtime: bool = False,
     keep_owner: bool = True,
+    read_as: os.stat_result | None = None,
 ) -> Replaced:
     """Write a temp file beside target, fsync, re-read and verify it, then rename over target.
 
     A symlink is followed: its target is replaced and the link stays a link. ``like`` is the
     file whose owner, extended attributes, permissions (and, with preserve_mtime, times) the
     result keeps; an owner that cannot be kept raises OwnerError unless keep_owner is False
-    (best effort). Any failure removes the temp file and leaves target as it was. Returns the
-    size, mtime and content hash (phototagger.hashing) of what was verified and put in place.
+    (best effort). ``read_as``: target's stat taken before its content was read; if another
+    program has changed it since (a sync, an editor), ChangedMeanwhile is raised instead of
+    losing that change. Any failure removes the temp file and leaves target as it was. Returns
+    the size, mtime and content hash (phototagger.hashing) of what was verified and put in place.
     """
     target = Path(os.path.realpath(target))
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -67,6 +79,8 @@ def atomic_write(
         else:
             os.chmod(temp, 0o666 & ~_umask())
         info = os.stat(temp)
+        if read_as is not None and identity(os.stat(target)) != identity(read_as):
+            raise ChangedMeanwhile(errno.EAGAIN, "changed by another program meanwhile")
         os.replace(temp, target)
     except BaseException:
         with contextlib.suppress(OSError):

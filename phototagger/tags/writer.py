@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import os
 from collections.abc import Callable
@@ -19,7 +20,15 @@ from pathlib import Path
 from phototagger.errors import TagWriteError
 from phototagger.landmarks import Landmark
 from phototagger.tags import exif, jpeg, png, position, sidecar, xmp
-from phototagger.tags.atomic import Chunks, OwnerError, Replaced, atomic_write, fsync_dir
+from phototagger.tags.atomic import (
+    ChangedMeanwhile,
+    Chunks,
+    OwnerError,
+    Replaced,
+    atomic_write,
+    fsync_dir,
+    identity,
+)
 from phototagger.tags.jpeg import JpegStructureError
 from phototagger.tags.png import PngStructureError
 from phototagger.tags.xmp import Packet, XmpError
@@ -302,7 +311,8 @@ def read_tags(path: str | Path) -> ReadTags | None:
 def _write_sidecar(path: Path, request: TagRequest, reason: str | None) -> WriteResult:
     target = sidecar.sidecar_path(path)
     try:
-        packet = sidecar.load(target) if target.exists() else Packet.empty()
+        read_as = target.stat() if target.exists() else None
+        packet = sidecar.load(target) if read_as is not None else Packet.empty()
     except XmpError:
         raise TagWriteError(f"{target}: existing sidecar is not valid XMP; left as it is") from None
     except OSError as error:
@@ -331,7 +341,10 @@ def _write_sidecar(path: Path, request: TagRequest, reason: str | None) -> Write
             verify,
             like=target if target.exists() else None,
             keep_owner=False,  # phototagger's own file: best effort
+            read_as=read_as,
         )
+    except ChangedMeanwhile:
+        raise TagWriteError(f"{target}: {CHANGED_MEANWHILE}") from None
     except (OSError, XmpError) as error:
         detail = getattr(error, "strerror", None) or str(error)
         why = f" ({reason})" if reason else ""
@@ -346,15 +359,19 @@ def _strip_sidecars(path: Path, strict: bool = False) -> list[Path]:
     changed = []
     for candidate in sidecar.sidecars(path):
         try:
+            read_as = candidate.stat()
             packet = sidecar.load(candidate)
             if not xmp.strip(packet):
                 continue
             if packet.is_empty():
+                if identity(candidate.stat()) != identity(read_as):
+                    raise ChangedMeanwhile(errno.EAGAIN, CHANGED_MEANWHILE)
                 candidate.unlink()
                 fsync_dir(candidate.parent)
             else:
+                render = sidecar.render(packet)
                 atomic_write(
-                    candidate, sidecar.render(packet), _no_record, like=candidate, keep_owner=False
+                    candidate, render, _no_record, like=candidate, keep_owner=False, read_as=read_as
                 )
             changed.append(candidate)
         except (OSError, XmpError) as error:
@@ -379,9 +396,17 @@ def _verify_record(packet: Packet, request: TagRequest) -> None:
 
 
 # -- JPEG ---------------------------------------------------------------------------------
-def _open_jpeg(path: Path) -> tuple[bytes, jpeg.Jpeg, Packet, bool]:
-    """Original bytes, segments, XMP packet (new if none) and whether the file had XMP."""
-    data = path.read_bytes()
+def _read(path: Path) -> tuple[bytes, os.stat_result]:
+    """A file's bytes, and its stat from before they were read (atomic_write's ``read_as``)."""
+    with open(path, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        return handle.read(), info
+
+
+def _open_jpeg(path: Path) -> tuple[os.stat_result, jpeg.Jpeg, Packet, bool]:
+    """The file's stat before reading, segments (the scan a view of the bytes read), XMP
+    packet (new if none) and whether the file had XMP."""
+    data, read_as = _read(path)
     try:
         parsed = jpeg.parse(data)
         index = parsed.xmp_index()
@@ -390,14 +415,15 @@ def _open_jpeg(path: Path) -> tuple[bytes, jpeg.Jpeg, Packet, bool]:
     if parsed.indexes(jpeg.APP1, jpeg.EXTENDED_XMP_ID):
         raise _Refused("the file uses ExtendedXMP")
     if index is None:
-        return data, parsed, Packet.empty(), False
+        return read_as, parsed, Packet.empty(), False
     try:
-        return data, parsed, Packet.parse(jpeg.xmp_packet(parsed) or b""), True
+        return read_as, parsed, Packet.parse(jpeg.xmp_packet(parsed) or b""), True
     except XmpError as error:
         raise _Refused(f"the file's XMP cannot be merged into: {error}") from None
 
 
 STALE_GPS = "estimated GPS left in place: EXIF rewritten by another tool"
+CHANGED_MEANWHILE = "changed by another program while being tagged: left as it is"
 
 
 def _sha256(data: bytes) -> str:
@@ -467,7 +493,7 @@ def _others(parsed: jpeg.Jpeg) -> list[jpeg.Segment]:
 
 
 def _embed_jpeg(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteResult:
-    _, parsed, packet, had_xmp = _open_jpeg(path)
+    read_as, parsed, packet, had_xmp = _open_jpeg(path)
     record = xmp.read(packet)
     user_tiff, stuck = _undo_exif_gps(jpeg.exif_tiff(parsed), record)
     if stuck:  # re-tagging would leave the old landmark's position beside the new landmark
@@ -515,13 +541,13 @@ def _embed_jpeg(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteR
         _verify_record(Packet.parse(jpeg.xmp_packet(again) or b""), request)
         _verify_exif(jpeg.exif_tiff(again), user_tiff, new_tiff, gps, lm)
 
-    replaced = _replace(path, new_data, verify, preserve_mtime)
+    replaced = _replace(path, new_data, verify, preserve_mtime, read_as)
     return WriteResult(path, "embed", gps != "none", why_none, replaced)
 
 
 def _unembed_jpeg(path: Path) -> tuple[bool, list[str]]:
     """Whether the file changed, and what of phototagger's could not be taken out of it."""
-    _, parsed, packet, _ = _open_jpeg(path)
+    read_as, parsed, packet, _ = _open_jpeg(path)
     record = xmp.read(packet)
     if record is None:
         return False, []
@@ -540,7 +566,7 @@ def _unembed_jpeg(path: Path) -> tuple[bool, list[str]]:
         if jpeg.exif_tiff(again) != tiff:
             raise TagWriteError("verification failed: EXIF is not as it was")
 
-    _replace(path, new_data, verify, preserve_mtime=False)
+    _replace(path, new_data, verify, False, read_as)
     return True, [stuck] if stuck else []
 
 
@@ -586,10 +612,18 @@ def _verify_exif(
 
 
 def _replace(
-    path: Path, data: Chunks, verify: Callable[[bytes], None], preserve_mtime: bool
+    path: Path,
+    data: Chunks,
+    verify: Callable[[bytes], None],
+    preserve_mtime: bool,
+    read_as: os.stat_result,
 ) -> Replaced:
     try:
-        return atomic_write(path, data, verify, like=path, preserve_mtime=preserve_mtime)
+        return atomic_write(
+            path, data, verify, like=path, preserve_mtime=preserve_mtime, read_as=read_as
+        )
+    except ChangedMeanwhile:
+        raise TagWriteError(f"{path}: {CHANGED_MEANWHILE}") from None
     except OwnerError as error:  # written as root for another user, who would lose the file
         raise _Refused(f"{error.strerror}: the file would change owner") from None
     except (OSError, ValueError) as error:  # ValueError: the written file does not parse
@@ -597,17 +631,18 @@ def _replace(
 
 
 # -- PNG ----------------------------------------------------------------------------------
-def _open_png(path: Path) -> tuple[bytes, Packet, bool]:
-    data = path.read_bytes()
+def _open_png(path: Path) -> tuple[bytes, os.stat_result, Packet, bool]:
+    data, read_as = _read(path)
     try:
         raw = png.xmp_packet(data)
-        return data, (Packet.parse(raw) if raw is not None else Packet.empty()), raw is not None
+        packet = Packet.parse(raw) if raw is not None else Packet.empty()
+        return data, read_as, packet, raw is not None
     except (PngStructureError, XmpError) as error:
         raise _Refused(f"PNG cannot be edited in place: {error}") from None
 
 
 def _embed_png(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteResult:
-    data, packet, had_xmp = _open_png(path)
+    data, read_as, packet, had_xmp = _open_png(path)
     record = xmp.read(packet)
     elsewhere = xmp.has_position(packet) or _a_sidecar_says(path, xmp.has_position)
     why_none = _no_estimate(request.landmark, position.has_camera_gps(path), elsewhere)
@@ -629,13 +664,13 @@ def _embed_png(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteRe
             raise TagWriteError("verification failed: image chunks changed")
         _verify_record(Packet.parse(raw), request)
 
-    replaced = _replace(path, new_data, verify, preserve_mtime)
+    replaced = _replace(path, new_data, verify, preserve_mtime, read_as)
     return WriteResult(path, "embed", gps != "none", why_none, replaced)
 
 
 def _unembed_png(path: Path) -> tuple[bool, list[str]]:
     """Whether the file changed (a PNG's tags are all XMP: nothing is ever left behind)."""
-    data, packet, _ = _open_png(path)
+    data, read_as, packet, _ = _open_png(path)
     record = xmp.read(packet)
     if record is None:
         return False, []
@@ -652,5 +687,5 @@ def _unembed_png(path: Path) -> tuple[bool, list[str]]:
         if raw is not None:
             _no_record(raw)
 
-    _replace(path, new_data, verify, preserve_mtime=False)
+    _replace(path, new_data, verify, False, read_as)
     return True, []

@@ -113,6 +113,35 @@ def test_crash_mid_write_leaves_original(photo, make_request, monkeypatch, victi
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
 
 
+@pytest.mark.parametrize("kind", ["jpeg", "png", "sidecar"])
+def test_an_edit_another_program_makes_meanwhile_is_never_lost(photo, make_request, monkeypatch,
+                                                               tmp_path, kind):
+    """A sync tool or an editor saving the file while phototagger writes it: without a check,
+    the rename would put back the content phototagger had read, and their edit would be lost."""
+    path, mode = photo("Canon_DIGITAL_IXUS_400.jpg"), "embed"
+    target = path
+    if kind == "png":
+        path = target = tmp_path / "drawing.png"
+        Image.new("RGB", (16, 16), (10, 120, 200)).save(path)
+    elif kind == "sidecar":
+        mode, target = "sidecar", path.with_name(path.name + ".xmp")
+        write_tags(path, make_request("eiffel-tower"), mode=mode)
+    real_fsync, edits = atomic_mod.os.fsync, []
+
+    def fsync_while_another_program_saves(fd):
+        real_fsync(fd)
+        if not edits:  # once, while the temp file is being made
+            with open(target, "ab") as other:
+                other.write(b"\n")
+            edits.append(target.read_bytes())
+
+    monkeypatch.setattr(atomic_mod.os, "fsync", fsync_while_another_program_saves)
+    with pytest.raises(TagWriteError, match="changed by another program while being tagged"):
+        write_tags(path, make_request("taj-mahal"), mode=mode)
+    assert target.read_bytes() == edits[0]  # their version stands
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
 def _truncated(data: bytes) -> bytes:
     return data[:-10]
 
