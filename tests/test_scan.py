@@ -691,3 +691,20 @@ def test_a_failure_names_its_file_once():
         "tags not written: write failed, original untouched: [Errno 28] No space left on device",
         "tags not written: /p/b.jpg.xmp: cannot write sidecar",  # another file: named
     ]
+
+
+def test_a_new_index_leaves_files_that_already_say_their_landmark_alone(model, tmp_path):
+    """A lost index, a new machine, a trial --db: nothing is rewritten for a new time stamp."""
+    root = tmp_path / "photos"
+    write_jpeg(root / "a.jpg")
+    write_image(root / "b.png", "PNG", seed=1)
+    write_image(root / "c.webp", "WEBP", seed=2)  # tagged in a sidecar
+    first = Library(f"sqlite:///{tmp_path / 'first.sqlite3'}")
+    assert scan(first, model, root, threshold=0.0).tagged == 3
+    files = sorted(p for p in root.iterdir())
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files}
+    again = Library(f"sqlite:///{tmp_path / 'again.sqlite3'}")
+    summary = scan(again, model, root, threshold=0.0)
+    assert (summary.new, summary.tagged, summary.failed) == (3, 3, [])
+    assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files} == before
+    assert scan(again, model, root, threshold=0.0).unchanged == 3  # and recorded as written

@@ -317,6 +317,10 @@ def _write_sidecar(path: Path, request: TagRequest, reason: str | None) -> Write
         raise TagWriteError(f"{target}: existing sidecar is not valid XMP; left as it is") from None
     except OSError as error:
         raise TagWriteError(f"{target}: cannot read sidecar: {error.strerror}") from None
+    record = xmp.read(packet)
+    if _says_already(record, request):
+        return WriteResult(target=target, mode="sidecar", gps_written=record.gps_written,
+                           reason=reason)
     embedded = _embedded_packet(path)
     xmp.strip(packet)
     elsewhere = (
@@ -492,9 +496,21 @@ def _others(parsed: jpeg.Jpeg) -> list[jpeg.Segment]:
     ]
 
 
+def _says_already(record: xmp.OurTags | None, request: TagRequest) -> bool:
+    """Whether phototagger's record already says this (landmark, source, model): then the
+    file is left alone, not rewritten for a new time stamp (say, after the index was lost)."""
+    return record is not None and (record.slug, record.source, record.model) == (
+        request.landmark.slug,
+        request.source,
+        request.model,
+    )
+
+
 def _embed_jpeg(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteResult:
     read_as, parsed, packet, had_xmp = _open_jpeg(path)
     record = xmp.read(packet)
+    if _says_already(record, request):
+        return WriteResult(target=path, mode="embed", gps_written=record.gps_written)
     user_tiff, stuck = _undo_exif_gps(jpeg.exif_tiff(parsed), record)
     if stuck:  # re-tagging would leave the old landmark's position beside the new landmark
         raise TagWriteError(f"{path}: not re-tagged: {stuck}")
@@ -644,6 +660,8 @@ def _open_png(path: Path) -> tuple[bytes, os.stat_result, Packet, bool]:
 def _embed_png(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteResult:
     data, read_as, packet, had_xmp = _open_png(path)
     record = xmp.read(packet)
+    if _says_already(record, request):
+        return WriteResult(target=path, mode="embed", gps_written=record.gps_written)
     elsewhere = xmp.has_position(packet) or _a_sidecar_says(path, xmp.has_position)
     why_none = _no_estimate(request.landmark, position.has_camera_gps(path), elsewhere)
     gps = "none" if why_none else "xmp"
