@@ -450,6 +450,11 @@ def test_a_failed_tag_write_is_reported_and_retried_next_scan(library, model, tm
     sidecar = f"{root / 'w.webp.xmp'}: existing sidecar is not valid XMP; left as it is"
     assert failure["reason"] == f"tags not written: {sidecar}"  # which file, named once
     assert photos(library)["w.webp"].write_error
+    # An index-only scan has nothing to retry: it neither decodes the photo again nor forgets
+    # the failure (once, every such scan decoded it again, forever).
+    summary = scan(library, model, root, write="none")
+    assert (summary.retried, summary.unchanged, summary.predicted) == (0, 1, 0)
+    assert photos(library)["w.webp"].write_error
     (root / "w.webp.xmp").unlink()
     summary = scan(library, model, root)
     assert (summary.tagged, summary.failed) == (1, [])

@@ -106,7 +106,7 @@ def plan_changes(
             plan.skipped.append((item.path, "failed before and unchanged since"))
         elif not photo.predicted:
             plan.work.append(Work(item.path, item.size, item.mtime_ns, "new-model"))
-        elif photo.write_pending:
+        elif photo.write_pending and writing:  # an index-only scan would retry forever
             plan.work.append(Work(item.path, item.size, item.mtime_ns, "retry-write"))
         elif wants_tag is not None and photo.tags_out_of_date(wants_tag, writing):
             plan.work.append(Work(item.path, item.size, item.mtime_ns, "new-settings"))
