@@ -713,3 +713,25 @@ def test_a_new_index_leaves_files_that_already_say_their_landmark_alone(model, t
     assert (summary.new, summary.tagged, summary.failed) == (3, 3, [])
     assert {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in files} == before
     assert scan(again, model, root, threshold=0.0).unchanged == 3  # and recorded as written
+
+
+@pytest.mark.parametrize("write", ["embed", "sidecar"])
+def test_a_persons_tag_in_the_file_outlives_a_lost_index(model, tmp_path, write):
+    """`tag` promises a person's decision is never overwritten by a scan: an index that never
+    heard of it (lost, or another --db) must not overwrite it with the model's answer."""
+    from phototagger.corrections import confirm_landmark
+
+    root = tmp_path / "photos"
+    photo = write_jpeg(root / "a.jpg")
+    lost = Library(f"sqlite:///{tmp_path / 'lost.sqlite3'}")
+    [outcome] = confirm_landmark(lost, [str(photo)], "dome of the rock", write,
+                                 landmarks=model.classes)
+    assert outcome.ok, outcome.message
+    before = {p: p.read_bytes() for p in root.iterdir()}
+    again = Library(f"sqlite:///{tmp_path / 'again.sqlite3'}")
+    summary = scan(again, model, root, threshold=0.0, write=write)
+    assert (summary.kept_by_person, summary.tagged) == (1, 0)  # the model says Taj Mahal
+    assert {p: p.read_bytes() for p in root.iterdir()} == before
+    row = photos(again)["a.jpg"]
+    assert (row.tag_state, row.landmark_slug) == ("confirmed", "dome-of-the-rock")
+    assert scan(again, model, root, threshold=0.0, write=write).unchanged == 1

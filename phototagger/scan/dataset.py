@@ -20,7 +20,7 @@ from phototagger.errors import ImageError
 from phototagger.hashing import content_hash
 from phototagger.imaging import ImageFacts, PreprocessSpec, prepare, read_file
 from phototagger.scan.memory import retain_freed_memory
-from phototagger.tags import read_camera_gps
+from phototagger.tags import read_camera_gps, read_tags
 
 #: How much lower decoding workers run than the process that consumes their batches.
 WORKER_NICENESS = 5
@@ -36,6 +36,8 @@ class Decoded:
     facts: ImageFacts | None = None
     #: The camera's own GPS position (phototagger's estimates are not the camera's).
     camera_gps: tuple[float, float] | None = None
+    #: The landmark a person set with `phototagger tag`, as the file or its sidecar says.
+    person_tag: str | None = None
     error: str | None = None
 
 
@@ -86,10 +88,20 @@ class PhotoDataset(Dataset):
             outcome.content_hash = content_hash(data)
             tensor, outcome.facts = prepare(data, self.spec)
             outcome.camera_gps = read_camera_gps(path, data)
+            outcome.person_tag = _person_tag(path, data)
             return outcome, tensor
         except ImageError as error:
             outcome.error = str(error)
         return outcome, None
+
+
+def _person_tag(path: str, data: bytes) -> str | None:
+    """A person's tag in the file or its sidecar (whatever an index may have forgotten)."""
+    try:
+        found = read_tags(path, data)
+    except Exception:  # another tool's XMP we cannot read is not a person's tag of ours
+        return None
+    return found.slug if found is not None and found.source == "person" else None
 
 
 class _InProcessCount:

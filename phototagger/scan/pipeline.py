@@ -521,6 +521,8 @@ class Scanner:
         photo.status, photo.error, photo.last_seen = "ok", None, datetime.now(UTC)
         summary.predicted += 1
         best, confidence = ranked[0]
+        if item.person_tag is not None and photo.tag_state not in ("confirmed", "removed"):
+            self._adopt_person_tag(photo, item.person_tag)
         if photo.tag_state in ("confirmed", "removed"):
             summary.kept_by_person += 1
             return None
@@ -548,6 +550,15 @@ class Scanner:
             top_k=[(landmark.name, p) for landmark, p in ranked],
             tagged_at=datetime.now(UTC),
         )
+
+    def _adopt_person_tag(self, photo: orm.Photo, slug: str) -> None:
+        """A person's tag the file carries but this index does not know (the index was lost,
+        or the tag was set through another one): a scan never overwrites a person's decision,
+        so the index takes it as confirmed, as `phototagger tag` would have recorded it."""
+        known = self.model.landmark(slug) is not None
+        photo.landmark_slug = slug if known else None
+        photo.confidence = photo.model_pk = None
+        photo.tag_state = "confirmed"
 
     def _wants_tag(self, slug: str, probability: float, camera: tuple[float, float] | None) -> bool:
         """The rule for an automatic tag: the model is sure enough, and the camera, where its

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 from phototagger.errors import TagWriteError
+from phototagger.imaging import sniff_format
 from phototagger.landmarks import Landmark
 from phototagger.tags import exif, jpeg, png, position, sidecar, xmp
 from phototagger.tags.atomic import (
@@ -177,11 +178,12 @@ def _a_sidecar_says(path: Path, says: Callable[[Packet], bool]) -> bool:
     return False
 
 
-def _embedded_packet(path: Path) -> Packet | None:
-    """The XMP inside a JPEG or PNG, or None (none there, or unreadable)."""
+def _embedded_packet(path: Path, data: bytes | None = None) -> Packet | None:
+    """The XMP inside a JPEG or PNG, or None (none there, or unreadable). ``data``: the file's
+    bytes when already read."""
     with contextlib.suppress(OSError, ValueError):
-        kind = position.sniff(path)
-        data = path.read_bytes()
+        kind = position.sniff(path) if data is None else sniff_format(data[:16])
+        data = path.read_bytes() if data is None else data
         raw = (
             jpeg.xmp_packet(jpeg.parse(data))
             if kind == "jpeg"
@@ -286,11 +288,12 @@ def _remove_tags(path: Path) -> RemoveResult:
     return RemoveResult(files_changed=changed, removed=bool(changed), left=left)
 
 
-def read_tags(path: str | Path) -> ReadTags | None:
-    """phototagger's entry for a photo; the newest one if file and sidecar disagree."""
+def read_tags(path: str | Path, data: bytes | None = None) -> ReadTags | None:
+    """phototagger's entry for a photo; the newest one if file and sidecar disagree.
+    ``data``: the file's bytes when already read."""
     path = Path(path)
     found = []
-    packet = _embedded_packet(path) if path.is_file() else None
+    packet = _embedded_packet(path, data) if data is not None or path.is_file() else None
     if packet is not None:
         found.append((xmp.read(packet), path))
     for candidate in sidecar.sidecars(path):
