@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -236,18 +237,27 @@ def scan(
     sys.exit(EXIT_FAILURES if summary.failed else EXIT_OK)
 
 
+#: A second Ctrl-C or SIGTERM stops at once, unless it comes this soon after the first.
+REPEAT_WITHIN_S = 1.0
+
+
 @contextlib.contextmanager
 def _stopping_on_signals(scanner) -> Iterator[list[int]]:
     """Ctrl-C or SIGTERM (a shutdown, `timeout`, systemd) ends the scan cleanly after the
     batch in hand; a second one stops at once. Yields the signals received."""
     received: list[int] = []
+    first = [0.0]
 
     def stop(signum, frame) -> None:
-        if received:
+        # `timeout` signals the process, then its group: one request, twice within a second
+        if received and time.monotonic() - first[0] > REPEAT_WITHIN_S:
             sys.exit(128 + signum)
-        received.append(signum)
-        scanner.request_stop()
-        click.echo("\nstopping after the current batch (again to stop at once)", err=True)
+        if not received:
+            received.append(signum)
+            first[0] = time.monotonic()
+            scanner.request_stop()
+            # os.write: click.echo here could re-enter a write the signal interrupted
+            os.write(2, b"\nstopping after the current batch (again to stop at once)\n")
 
     caught = (signal.SIGINT, signal.SIGTERM)
     previous = {signum: signal.signal(signum, stop) for signum in caught}

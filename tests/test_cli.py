@@ -269,8 +269,8 @@ def test_a_camera_too_far_from_the_landmark_is_told_by_scan_info_and_predict(env
     assert "no confident landmark (the camera's GPS puts " in out
 
 
-def test_ctrl_c_or_sigterm_asks_the_scan_to_stop_and_a_second_one_stops_at_once():
-    from phototagger.cli import _stopping_on_signals
+def test_ctrl_c_or_sigterm_asks_the_scan_to_stop_and_a_second_one_stops_at_once(monkeypatch):
+    from phototagger import cli
 
     class Scanner:
         stops = 0
@@ -280,10 +280,12 @@ def test_ctrl_c_or_sigterm_asks_the_scan_to_stop_and_a_second_one_stops_at_once(
 
     scanner, before = Scanner(), signal.getsignal(signal.SIGTERM)
     with pytest.raises(SystemExit) as stopped:
-        with _stopping_on_signals(scanner) as received:
+        with cli._stopping_on_signals(scanner) as received:
             os.kill(os.getpid(), signal.SIGTERM)  # handled in this thread, as it returns
+            os.kill(os.getpid(), signal.SIGTERM)  # `timeout` signals the process, then its group
             assert (received, scanner.stops) == ([signal.SIGTERM], 1)
-            os.kill(os.getpid(), signal.SIGINT)
+            monkeypatch.setattr(cli, "REPEAT_WITHIN_S", 0.0)  # as if a second later
+            os.kill(os.getpid(), signal.SIGINT)  # a person who does not want to wait
     assert stopped.value.code == 128 + signal.SIGINT and scanner.stops == 1
     assert signal.getsignal(signal.SIGTERM) == before  # put back as it was
 

@@ -659,6 +659,23 @@ def test_workers_that_cannot_share_their_batches_leave_decoding_to_this_process(
     assert not multiprocessing.active_children()  # the workers were stopped, not left behind
 
 
+@needs_forked_workers
+def test_a_file_decoded_apart_without_shared_memory_is_decoded_here(
+    library, model, tmp_path, monkeypatch
+):
+    """Isolating a crashed worker's files, a worker that decoded its file but could not hand
+    it over did not crash on it: the file is decoded in this process, not failed for good."""
+    path = write_jpeg(tmp_path / "innocent.jpg")
+
+    def no_room(tensor):
+        raise RuntimeError("unable to write to file </torch_1_2_0>: No space left on device")
+
+    monkeypatch.setattr(torch.Tensor, "share_memory_", no_room)
+    batch = Scanner(library, model, ScanOptions())._isolated(str(path), 7, pin=False)
+    [item] = batch.items
+    assert (item.index, item.error, tuple(batch.inputs.shape)) == (7, None, (1, 3, 64, 64))
+
+
 def test_a_scan_asked_to_stop_keeps_what_it_did_and_the_next_goes_on(
     library, model, tmp_path, monkeypatch
 ):
@@ -734,4 +751,12 @@ def test_a_persons_tag_in_the_file_outlives_a_lost_index(model, tmp_path, write)
     assert {p: p.read_bytes() for p in root.iterdir()} == before
     row = photos(again)["a.jpg"]
     assert (row.tag_state, row.landmark_slug) == ("confirmed", "dome-of-the-rock")
+    with again.session() as session:
+        [written] = session.scalars(select(orm.Write)).all()
+    assert (written.mode, written.slug) == (write, "dome-of-the-rock")  # what untag undoes
     assert scan(again, model, root, threshold=0.0, write=write).unchanged == 1
+    moved = root / "elsewhere" / "a.jpg"  # and a sidecar follows its photo, as any of ours
+    moved.parent.mkdir()
+    photo.rename(moved)
+    assert scan(again, model, root, threshold=0.0, write=write).moved == 1
+    assert tags.read_tags(moved).slug == "dome-of-the-rock"

@@ -20,7 +20,7 @@ from phototagger.errors import ImageError
 from phototagger.hashing import content_hash
 from phototagger.imaging import ImageFacts, PreprocessSpec, prepare, read_file
 from phototagger.scan.memory import retain_freed_memory
-from phototagger.tags import read_camera_gps, read_tags
+from phototagger.tags import ReadTags, read_camera_gps, read_tags
 
 #: How much lower decoding workers run than the process that consumes their batches.
 WORKER_NICENESS = 5
@@ -36,8 +36,8 @@ class Decoded:
     facts: ImageFacts | None = None
     #: The camera's own GPS position (phototagger's estimates are not the camera's).
     camera_gps: tuple[float, float] | None = None
-    #: The landmark a person set with `phototagger tag`, as the file or its sidecar says.
-    person_tag: str | None = None
+    #: phototagger's record of a person's tag (`phototagger tag`) in the file or its sidecar.
+    person_tag: ReadTags | None = None
     error: str | None = None
 
 
@@ -95,13 +95,13 @@ class PhotoDataset(Dataset):
         return outcome, None
 
 
-def _person_tag(path: str, data: bytes) -> str | None:
+def _person_tag(path: str, data: bytes) -> ReadTags | None:
     """A person's tag in the file or its sidecar (whatever an index may have forgotten)."""
     try:
         found = read_tags(path, data)
     except Exception:  # another tool's XMP we cannot read is not a person's tag of ours
         return None
-    return found.slug if found is not None and found.source == "person" else None
+    return found if found is not None and found.source == "person" else None
 
 
 class _InProcessCount:

@@ -182,6 +182,7 @@ class Scanner:
             self._commit(session)
             if self.options.dry_run:
                 session.rollback()
+        self._stop.clear()  # a Scanner can run again
         return summary
 
     def _commit(self, session: Session) -> None:
@@ -393,8 +394,9 @@ class Scanner:
         while start < len(paths):
             loader = make_loader(paths[start:], self.model.preprocess, size, workers, pin)
             batches = iter(loader)  # the workers start decoding here
-            if while_decoding is not None and start == 0:
+            if while_decoding is not None:
                 while_decoding()
+                while_decoding = None
             next_index = start
             try:
                 for batch in batches:
@@ -410,6 +412,8 @@ class Scanner:
             except RuntimeError as error:
                 if not workers:
                     raise
+                if self._stop.is_set():  # a SIGTERM to the whole process group got it too
+                    return
                 log.warning("a decoding worker died (%s); isolating its files", error)
             else:
                 log.warning(
@@ -432,15 +436,13 @@ class Scanner:
 
         from phototagger.scan.dataset import Batch, Decoded, make_loader
 
-        def failed(reason: str) -> Batch:
-            return Batch(inputs=torch.empty(0), items=[Decoded(index, path, error=reason)])
-
         try:
             [batch] = list(make_loader([path], self.model.preprocess, 1, 1, pin))
         except RuntimeError:
-            return failed("the decoder crashed on this file")
-        if batch.unshared is not None:  # this file may well be innocent: say what happened
-            return failed(f"decoded apart after a worker died, not handed over: {batch.unshared}")
+            crashed = Decoded(index, path, error="the decoder crashed on this file")
+            return Batch(inputs=torch.empty(0), items=[crashed])
+        if batch.unshared is not None:  # its worker survived decoding it: safe to do here
+            [batch] = list(make_loader([path], self.model.preprocess, 1, 0, pin))
         batch.items[0].index = index
         return batch
 
@@ -522,7 +524,7 @@ class Scanner:
         summary.predicted += 1
         best, confidence = ranked[0]
         if item.person_tag is not None and photo.tag_state not in ("confirmed", "removed"):
-            self._adopt_person_tag(photo, item.person_tag)
+            self._adopt_person_tag(session, photo, item.person_tag)
         if photo.tag_state in ("confirmed", "removed"):
             summary.kept_by_person += 1
             return None
@@ -551,14 +553,19 @@ class Scanner:
             tagged_at=datetime.now(UTC),
         )
 
-    def _adopt_person_tag(self, photo: orm.Photo, slug: str) -> None:
+    def _adopt_person_tag(self, session: Session, photo: orm.Photo, found: tags.ReadTags) -> None:
         """A person's tag the file carries but this index does not know (the index was lost,
         or the tag was set through another one): a scan never overwrites a person's decision,
-        so the index takes it as confirmed, as `phototagger tag` would have recorded it."""
-        known = self.model.landmark(slug) is not None
-        photo.landmark_slug = slug if known else None
+        so the index takes it as confirmed and written, as `phototagger tag` would have."""
+        known = session.get(orm.Landmark, found.slug) is not None
+        photo.landmark_slug = found.slug if known else None
         photo.confidence = photo.model_pk = None
         photo.tag_state = "confirmed"
+        mode = "sidecar" if found.where.suffix.lower() == ".xmp" else "embed"
+        photo.writes = [
+            orm.Write(target=path_key(found.where)[0], mode=mode, slug=found.slug,
+                      gps_written=found.gps_written)
+        ]
 
     def _wants_tag(self, slug: str, probability: float, camera: tuple[float, float] | None) -> bool:
         """The rule for an automatic tag: the model is sure enough, and the camera, where its

@@ -48,6 +48,7 @@ def atomic_write(
     preserve_mtime: bool = False,
     keep_owner: bool = True,
     read_as: os.stat_result | None = None,
+    new_file: bool = False,
 ) -> Replaced:
     """Write a temp file beside target, fsync, re-read and verify it, then rename over target.
 
@@ -56,7 +57,9 @@ def atomic_write(
     result keeps; an owner that cannot be kept raises OwnerError unless keep_owner is False
     (best effort). ``read_as``: target's stat taken before its content was read; if another
     program has changed it since (a sync, an editor), ChangedMeanwhile is raised instead of
-    losing that change. Any failure removes the temp file and leaves target as it was. Returns
+    losing that change; ``new_file``: target did not exist, and one another program has made
+    meanwhile is not replaced either. Any failure removes the temp file and leaves target as
+    it was. Returns
     the size, mtime and content hash (phototagger.hashing) of what was verified and put in place.
     """
     target = Path(os.path.realpath(target))
@@ -81,13 +84,30 @@ def atomic_write(
         info = os.stat(temp)
         if read_as is not None and identity(os.stat(target)) != identity(read_as):
             raise ChangedMeanwhile(errno.EAGAIN, "changed by another program meanwhile")
-        os.replace(temp, target)
+        if new_file:
+            _create(temp, target)
+        else:
+            os.replace(temp, target)
     except BaseException:
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
     fsync_dir(target.parent)
     return Replaced(info.st_size, info.st_mtime_ns, content_hash(written))
+
+
+def _create(temp: Path, target: Path) -> None:
+    """Put temp in place as target, which must not exist: a hard link fails if it does."""
+    try:
+        os.link(temp, target)
+    except FileExistsError:
+        raise ChangedMeanwhile(errno.EEXIST, "created by another program meanwhile") from None
+    except OSError:  # no hard links here (FAT, some network shares): looked for, then renamed
+        if os.path.lexists(target):
+            raise ChangedMeanwhile(errno.EEXIST, "created by another program meanwhile") from None
+        os.replace(temp, target)
+        return
+    os.unlink(temp)
 
 
 def _keep_owner(temp: Path, before: os.stat_result, strict: bool) -> None:

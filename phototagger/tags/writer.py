@@ -349,6 +349,7 @@ def _write_sidecar(path: Path, request: TagRequest, reason: str | None) -> Write
             like=target if target.exists() else None,
             keep_owner=False,  # phototagger's own file: best effort
             read_as=read_as,
+            new_file=read_as is None,
         )
     except ChangedMeanwhile:
         raise TagWriteError(f"{target}: {CHANGED_MEANWHILE}") from None

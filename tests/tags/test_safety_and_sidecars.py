@@ -113,7 +113,7 @@ def test_crash_mid_write_leaves_original(photo, make_request, monkeypatch, victi
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
 
 
-@pytest.mark.parametrize("kind", ["jpeg", "png", "sidecar"])
+@pytest.mark.parametrize("kind", ["jpeg", "png", "sidecar", "new sidecar"])
 def test_an_edit_another_program_makes_meanwhile_is_never_lost(photo, make_request, monkeypatch,
                                                                tmp_path, kind):
     """A sync tool or an editor saving the file while phototagger writes it: without a check,
@@ -126,6 +126,8 @@ def test_an_edit_another_program_makes_meanwhile_is_never_lost(photo, make_reque
     elif kind == "sidecar":
         mode, target = "sidecar", path.with_name(path.name + ".xmp")
         write_tags(path, make_request("eiffel-tower"), mode=mode)
+    elif kind == "new sidecar":  # darktable, say, makes NAME.ext.xmp at the same moment
+        mode, target = "sidecar", path.with_name(path.name + ".xmp")
     real_fsync, edits = atomic_mod.os.fsync, []
 
     def fsync_while_another_program_saves(fd):
