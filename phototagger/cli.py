@@ -320,6 +320,7 @@ def _print_summary(summary, quiet: bool) -> None:
                 if summary.far_from_camera
                 else ""
             )
+            + (f"featureless {summary.featureless}, " if summary.featureless else "")
             + f"kept as a person set them {summary.kept_by_person}, untagged {summary.untagged}, "
             f"failed {len(summary.failed)} ({summary.seconds:.1f} s, "
             f"{summary.images_per_second:.1f} images/s)"
@@ -485,6 +486,7 @@ def landmarks(model_path, db) -> None:
 def info(file, db) -> None:
     """What the index and the file's own metadata say about one photo."""
     from phototagger import tags
+    from phototagger.imaging import is_featureless
 
     library = open_library(db, existing=True)
     with library.session() as session:
@@ -500,7 +502,9 @@ def info(file, db) -> None:
             click.echo(f"index: {photo.status}" + (f" ({photo.error})" if photo.error else ""))
             if photo.width:
                 taken = f", taken {photo.taken_at:%Y-%m-%d %H:%M:%S}" if photo.taken_at else ""
-                click.echo(f"image: {photo.format} {photo.width}x{photo.height}{taken}")
+                plain = " (featureless: not tagged by a scan)"
+                plain = plain if is_featureless(photo.detail) else ""
+                click.echo(f"image: {photo.format} {photo.width}x{photo.height}{taken}{plain}")
             if landmark:
                 confidence = "" if photo.confidence is None else f" {photo.confidence:.3f}"
                 click.echo(f"landmark: {landmark.name}{confidence} [{photo.tag_state}]")
@@ -599,7 +603,9 @@ def _print_prediction(result) -> None:
         click.echo(f"{_printable(result.source)}: error: {result.error}", err=True)
         return
     click.echo(f"{_printable(result.source)}:")
-    if result.far_from_camera is not None:
+    if result.featureless:
+        click.echo("  no confident landmark (the image has next to no detail)")
+    elif result.far_from_camera is not None:
         click.echo(
             f"  no confident landmark (the camera's GPS puts {result.guesses[0].landmark.name} "
             f"{result.far_from_camera:,.0f} km away)"

@@ -6,6 +6,7 @@ so a model is always fed exactly what it was measured on.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import struct
@@ -102,6 +103,8 @@ class ImageFacts:
     width: int
     height: int
     taken_at: datetime | None
+    #: The share of the model's view with visible detail (``detail``), once preprocessed.
+    detail: float | None = None
 
 
 def read_file(path: str | Path) -> bytes:
@@ -245,16 +248,50 @@ def resized(image: Image.Image, short_side: int) -> torch.Tensor:
     return F.interpolate(pixels, size=size, mode="bilinear", antialias=True, align_corners=False)[0]
 
 
-def normalised_crop(pixels: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
-    """The centre ``spec.input_size`` square of uint8 3 x H x W pixels, normalised (float)."""
+def centre_crop(pixels: torch.Tensor, size: int) -> torch.Tensor:
+    """The centre ``size`` square of 3 x H x W pixels."""
+    top = (pixels.shape[1] - size) // 2
+    left = (pixels.shape[2] - size) // 2
+    return pixels[:, top : top + size, left : left + size]
+
+
+def normalised(crop: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
+    """uint8 3 x S x S pixels as the model's float input."""
     import torch
 
-    top = (pixels.shape[1] - spec.input_size) // 2
-    left = (pixels.shape[2] - spec.input_size) // 2
-    crop = pixels[:, top : top + spec.input_size, left : left + spec.input_size].float()
     mean = torch.tensor(spec.mean).view(3, 1, 1) * 255
     std = torch.tensor(spec.std).view(3, 1, 1) * 255
-    return (crop - mean) / std
+    return (crop.float() - mean) / std
+
+
+#: A step of more than this many levels (of 255) between neighbouring pixels is visible detail.
+DETAIL_STEP = 4
+#: Below this share of such pixels an image is featureless (a lens cap, a wall of sky, a solid
+#: screenshot), and the model's answer is no evidence: it named a solid colour Qutb Minar at
+#: 63-85 %. Measured on the model's 224 px view: solid colours, a blurred sky and a dark pocket
+#: shot have 0 %; all 6,589 landmark photos have 1.7 % or more (birds against clouds; the
+#: Statue of Liberty small in a clear sky, 3 %), the 895 ordinary photos 7.9 % or more.
+MIN_DETAIL = 0.005
+
+
+def detail(crop: torch.Tensor) -> float:
+    """The share of pixels (uint8 3 x H x W) whose luminance steps by more than DETAIL_STEP
+    to the next pixel right or below."""
+    luma = crop[0] * 0.299 + crop[1] * 0.587 + crop[2] * 0.114
+    corner = luma[:-1, :-1]
+    right = (luma[:-1, 1:] - corner).abs()
+    below = (luma[1:, :-1] - corner).abs()
+    return float(((right > DETAIL_STEP) | (below > DETAIL_STEP)).float().mean())
+
+
+def is_featureless(detail: float | None) -> bool:
+    """Whether a measured ``detail`` is too little for a landmark to be recognised."""
+    return detail is not None and detail < MIN_DETAIL
+
+
+def normalised_crop(pixels: torch.Tensor, spec: PreprocessSpec) -> torch.Tensor:
+    """The centre ``spec.input_size`` square of uint8 3 x H x W pixels, normalised (float)."""
+    return normalised(centre_crop(pixels, spec.input_size), spec)
 
 
 def to_input(image: Image.Image, spec: PreprocessSpec) -> torch.Tensor:
@@ -270,7 +307,8 @@ def prepare(data: bytes, spec: PreprocessSpec) -> tuple[torch.Tensor, ImageFacts
     """
     try:
         image, facts = decode(data, min_side=spec.resize)
-        return to_input(image, spec), facts
+        crop = centre_crop(resized(image, spec.resize), spec.input_size)
+        return normalised(crop, spec), dataclasses.replace(facts, detail=detail(crop))
     except ImageError:
         raise
     except Exception as error:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from phototagger.errors import ImageError
-from phototagger.imaging import prepare, read_file
+from phototagger.imaging import is_featureless, prepare, read_file
 from phototagger.landmarks import Landmark
 from phototagger.model import LandmarkModel
 from phototagger.tags import read_camera_gps
@@ -26,13 +26,16 @@ class Guess:
 @dataclass
 class ImagePrediction:
     """Top-k guesses for one image; ``confident`` when a scan would tag the best one: it
-    reaches the model's threshold, and the camera's own GPS, if any, is near enough to it."""
+    reaches the model's threshold, the image has detail to go on, and the camera's own GPS,
+    if any, is near enough to it."""
 
     source: str
     guesses: list[Guess] = field(default_factory=list)
     threshold: float = 0.0
     error: str | None = None
     camera_gps: tuple[float, float] | None = None
+    #: Too little detail for the model's answer to mean anything (imaging.MIN_DETAIL).
+    featureless: bool = False
 
     @property
     def sure_enough(self) -> bool:
@@ -47,7 +50,7 @@ class ImagePrediction:
 
     @property
     def confident(self) -> bool:
-        return self.sure_enough and self.far_from_camera is None
+        return self.sure_enough and not self.featureless and self.far_from_camera is None
 
     def to_dict(self) -> dict:
         far = self.far_from_camera
@@ -57,6 +60,7 @@ class ImagePrediction:
             "confident": self.confident,
             "threshold": self.threshold,
             "camera_gps": list(self.camera_gps) if self.camera_gps else None,
+            "featureless": self.featureless,
             "far_from_camera_km": None if far is None else round(far),
             "landmarks": [guess.to_dict() for guess in self.guesses],
         }
@@ -68,11 +72,12 @@ def predict_bytes(
     """Predict from an image's bytes; a bad image gives an ``error``, not an exception."""
     result = ImagePrediction(source, threshold=model.threshold)
     try:
-        tensor, _ = prepare(data, model.preprocess)
+        tensor, facts = prepare(data, model.preprocess)
     except ImageError as error:
         result.error = str(error)
         return result
     result.camera_gps = read_camera_gps(source, data)
+    result.featureless = is_featureless(facts.detail)
     probabilities = model.probabilities(tensor.unsqueeze(0))
     result.guesses = [Guess(lm, p) for lm, p in model.top_k(probabilities, top_k)[0]]
     return result

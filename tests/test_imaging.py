@@ -69,3 +69,17 @@ def test_a_full_size_photo_is_reduced_first_and_still_matches_pillow():
     assert got.shape == (3, 224, 224)
     assert (got - expected).abs().mean() < level
     assert (got - expected).abs().max() < 4 * level
+
+
+def test_detail_tells_a_picture_from_a_featureless_image():
+    from images import picture
+    from phototagger.imaging import MIN_DETAIL, centre_crop, detail, is_featureless, resized
+
+    def measured(image):  # on the view the model gets
+        return detail(centre_crop(resized(image, SPEC.resize), SPEC.input_size))
+
+    smooth = Image.linear_gradient("L").resize((320, 240)).convert("RGB")
+    assert measured(Image.new("RGB", (320, 240), (135, 180, 235))) == 0.0  # a clear sky
+    assert measured(smooth) < MIN_DETAIL  # steps of a level or two: nothing to recognise
+    assert measured(picture(seed=3)) > 10 * MIN_DETAIL  # bands and a disc
+    assert is_featureless(0.0) and not is_featureless(None)  # None: never measured

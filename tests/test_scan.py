@@ -760,3 +760,19 @@ def test_a_persons_tag_in_the_file_outlives_a_lost_index(model, tmp_path, write)
     photo.rename(moved)
     assert scan(again, model, root, threshold=0.0, write=write).moved == 1
     assert tags.read_tags(moved).slug == "dome-of-the-rock"
+
+
+def test_a_featureless_image_is_never_tagged(library, model, tmp_path):
+    """The shipped model named a solid colour Qutb Minar at 63-85 %: a wrong tag is worse than
+    none, and an image with next to no detail holds no evidence of a landmark."""
+    root = tmp_path / "photos"
+    blank = root / "lens-cap.jpg"
+    blank.parent.mkdir()
+    Image.new("RGB", (320, 240), (12, 12, 14)).save(blank, quality=90)
+    write_jpeg(root / "picture.jpg")
+    before = blank.read_bytes()
+    summary = scan(library, model, root, threshold=0.0)
+    assert (summary.tagged, summary.featureless) == (1, 1)
+    assert blank.read_bytes() == before and tags.read_tags(blank) is None
+    assert photos(library)["lens-cap.jpg"].detail == 0.0
+    assert scan(library, model, root, threshold=0.0).unchanged == 2  # settled

@@ -96,6 +96,8 @@ class Photo(Base):
     taken_at: Mapped[datetime | None] = mapped_column(DateTime)
     camera_latitude: Mapped[float | None] = mapped_column(Float)
     camera_longitude: Mapped[float | None] = mapped_column(Float)
+    #: The share of the model's view with visible detail (imaging.detail); None: not measured.
+    detail: Mapped[float | None] = mapped_column(Float)
     #: ok | failed | missing
     status: Mapped[str] = mapped_column(String(10), default="ok", index=True)
     error: Mapped[str | None] = mapped_column(Text)

@@ -60,8 +60,8 @@ def _under(column, folder: str):
     return (column >= prefix) & (column < prefix[:-1] + "0")
 
 
-#: A scan's rule for an automatic tag: (slug, probability, camera GPS or None) -> tag it?
-TagRule = Callable[[str, float, tuple[float, float] | None], bool]
+#: A scan's rule for an automatic tag: (slug, probability, camera GPS, detail) -> tag it?
+TagRule = Callable[[str, float, tuple[float, float] | None, float | None], bool]
 
 
 @dataclass(frozen=True)
@@ -82,11 +82,12 @@ class KnownPhoto:
     #: The landmarks phototagger's recorded writes put into the file (or its sidecar).
     written_slugs: frozenset[str] = frozenset()
     camera_gps: tuple[float, float] | None = None
+    detail: float | None = None
 
     def tags_out_of_date(self, wants_tag: TagRule, writing: bool) -> bool:
         """Whether this scan's tag rule or write mode wants other tags than recorded.
 
-        ``wants_tag(slug, probability, camera_gps)`` is the scan's rule for an automatic tag.
+        ``wants_tag(slug, probability, camera_gps, detail)``: the scan's rule for a tag.
         Raising ``--threshold`` takes back an automatic tag below it (from the file too, once
         a scan writes again, if one with ``--write none`` took it from the index), lowering it
         tags what now clears it, and a scan that writes after one with ``--write none``
@@ -95,7 +96,7 @@ class KnownPhoto:
         if self.best is None or self.tag_state in ("confirmed", "removed"):
             return False
         slug, probability = self.best
-        if not wants_tag(slug, probability, self.camera_gps):
+        if not wants_tag(slug, probability, self.camera_gps, self.detail):
             return self.tag_state == "auto" or (writing and bool(self.written_slugs))
         if self.tag_state != "auto" or self.landmark_slug != slug:
             return True
@@ -282,6 +283,7 @@ class Library:
             orm.Photo.landmark_slug,
             orm.Photo.camera_latitude,
             orm.Photo.camera_longitude,
+            orm.Photo.detail,
         )
         if inside is not None:
             query = query.where(inside)
@@ -303,6 +305,7 @@ class Library:
                 camera_gps=None
                 if row.camera_latitude is None or row.camera_longitude is None
                 else (row.camera_latitude, row.camera_longitude),
+                detail=row.detail,
             )
         return known
 

@@ -31,6 +31,7 @@ from phototagger.filetags import (
     remove_photo_tags,
     write_file,
 )
+from phototagger.imaging import is_featureless
 from phototagger.index import Library, path_key
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
@@ -82,6 +83,8 @@ class ScanSummary:
     below_threshold: int = 0
     #: Sure enough, but the camera's own GPS puts it too far away to show that landmark.
     far_from_camera: int = 0
+    #: Sure enough, of an image with next to no detail (imaging.MIN_DETAIL): no evidence.
+    featureless: int = 0
     kept_by_person: int = 0
     untagged: int = 0
     predicted: int = 0
@@ -518,7 +521,7 @@ class Scanner:
         facts = item.facts
         photo.size, photo.mtime_ns, photo.content_hash = job.size, job.mtime_ns, item.content_hash
         photo.format, photo.width, photo.height = facts.format, facts.width, facts.height
-        photo.taken_at = facts.taken_at
+        photo.taken_at, photo.detail = facts.taken_at, facts.detail
         photo.camera_latitude, photo.camera_longitude = item.camera_gps or (None, None)
         photo.status, photo.error, photo.last_seen = "ok", None, datetime.now(UTC)
         summary.predicted += 1
@@ -528,9 +531,11 @@ class Scanner:
         if photo.tag_state in ("confirmed", "removed"):
             summary.kept_by_person += 1
             return None
-        if not self._wants_tag(best.slug, confidence, item.camera_gps):
+        if not self._wants_tag(best.slug, confidence, item.camera_gps, facts.detail):
             if confidence < self.threshold:
                 summary.below_threshold += 1
+            elif is_featureless(facts.detail):
+                summary.featureless += 1
             else:
                 summary.far_from_camera += 1
             if photo.tag_state == "auto" or photo.writes:  # in the index, or left in the file
@@ -567,10 +572,17 @@ class Scanner:
                       gps_written=found.gps_written)
         ]
 
-    def _wants_tag(self, slug: str, probability: float, camera: tuple[float, float] | None) -> bool:
-        """The rule for an automatic tag: the model is sure enough, and the camera, where its
-        GPS says where it was, stood near enough to the landmark to show it."""
-        if probability < self.threshold:
+    def _wants_tag(
+        self,
+        slug: str,
+        probability: float,
+        camera: tuple[float, float] | None,
+        detail: float | None,
+    ) -> bool:
+        """The rule for an automatic tag: the model is sure enough, of an image with detail to
+        go on, and the camera, where its GPS says where it was, stood near enough to the
+        landmark to show it."""
+        if probability < self.threshold or is_featureless(detail):
             return False
         landmark = self.model.landmark(slug)
         return landmark is None or landmark.seen_from(camera)

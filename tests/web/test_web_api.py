@@ -98,6 +98,15 @@ def test_predict_says_when_no_landmark_is_confident(tmp_path, library):
     assert len(answer["landmarks"]) == 5  # the guesses are still shown, marked unsure
 
 
+def test_predict_says_a_featureless_image_shows_no_landmark(client):
+    plain = io.BytesIO()
+    Image.new("RGB", (320, 240), (255, 255, 255)).save(plain, "JPEG")  # an overexposed shot
+    answer = upload(client, plain.getvalue(), name="white.jpg").json
+    assert answer["featureless"] is True and answer["confident"] is False
+    assert len(answer["landmarks"]) == 5  # the guesses are still shown, marked unsure
+    assert upload(client, jpeg_bytes()).json["featureless"] is False
+
+
 def test_predict_says_when_the_camera_was_too_far_from_the_landmark(client, model):
     data = jpeg_bytes(seed=2)
     best = predict_bytes(model, data, "x.jpg").guesses[0].landmark
