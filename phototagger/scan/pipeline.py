@@ -531,13 +531,9 @@ class Scanner:
         if photo.tag_state in ("confirmed", "removed"):
             summary.kept_by_person += 1
             return None
-        if not self._wants_tag(best.slug, confidence, item.camera_gps, facts.detail):
-            if confidence < self.threshold:
-                summary.below_threshold += 1
-            elif is_featureless(facts.detail):
-                summary.featureless += 1
-            else:
-                summary.far_from_camera += 1
+        why_not = self._why_untagged(best.slug, confidence, item.camera_gps, facts.detail)
+        if why_not is not None:
+            setattr(summary, why_not, getattr(summary, why_not) + 1)
             if photo.tag_state == "auto" or photo.writes:  # in the index, or left in the file
                 self._take_back(session, photo, summary)
             return None
@@ -572,6 +568,26 @@ class Scanner:
                       gps_written=found.gps_written)
         ]
 
+    def _why_untagged(
+        self,
+        slug: str,
+        probability: float,
+        camera: tuple[float, float] | None,
+        detail: float | None,
+    ) -> str | None:
+        """The rule for an automatic tag: the model is sure enough, of an image with detail to
+        go on, and the camera, where its GPS says where it was, stood near enough to the
+        landmark to show it. None when all hold, else the summary's count for the first that
+        does not."""
+        if probability < self.threshold:
+            return "below_threshold"
+        if is_featureless(detail):
+            return "featureless"
+        landmark = self.model.landmark(slug)
+        if landmark is not None and not landmark.seen_from(camera):
+            return "far_from_camera"
+        return None
+
     def _wants_tag(
         self,
         slug: str,
@@ -579,13 +595,8 @@ class Scanner:
         camera: tuple[float, float] | None,
         detail: float | None,
     ) -> bool:
-        """The rule for an automatic tag: the model is sure enough, of an image with detail to
-        go on, and the camera, where its GPS says where it was, stood near enough to the
-        landmark to show it."""
-        if probability < self.threshold or is_featureless(detail):
-            return False
-        landmark = self.model.landmark(slug)
-        return landmark is None or landmark.seen_from(camera)
+        """Change detection's view of the same rule (index.TagRule)."""
+        return self._why_untagged(slug, probability, camera, detail) is None
 
     def _already_says(self, job: Work, photo: orm.Photo, slug: str) -> bool:
         """Whether an unchanged file already says this landmark, so it is not rewritten.
