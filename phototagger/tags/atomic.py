@@ -22,9 +22,15 @@ class ChangedMeanwhile(OSError):
     """Another program changed the file after it was read: replacing it would lose that."""
 
 
-def identity(info: os.stat_result) -> tuple[int, int, int, int]:
-    """What tells a file's content has changed without reading it: device, inode, size, mtime."""
-    return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+def ensure_unchanged(path: Path, read_as: os.stat_result) -> None:
+    """Raise ChangedMeanwhile unless ``path`` still has the device, inode, size and mtime it had
+    when ``read_as`` was taken (before its content was read)."""
+
+    def identity(info: os.stat_result) -> tuple[int, int, int, int]:
+        return info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns
+
+    if identity(os.stat(path)) != identity(read_as):
+        raise ChangedMeanwhile(errno.EAGAIN, "changed by another program meanwhile")
 
 
 @dataclass(frozen=True)
@@ -59,8 +65,8 @@ def atomic_write(
     program has changed it since (a sync, an editor), ChangedMeanwhile is raised instead of
     losing that change; ``new_file``: target did not exist, and one another program has made
     meanwhile is not replaced either. Any failure removes the temp file and leaves target as
-    it was. Returns
-    the size, mtime and content hash (phototagger.hashing) of what was verified and put in place.
+    it was. Returns the size, mtime and content hash (phototagger.hashing) of what was
+    verified and put in place.
     """
     target = Path(os.path.realpath(target))
     fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
@@ -82,8 +88,8 @@ def atomic_write(
         else:
             os.chmod(temp, 0o666 & ~_umask())
         info = os.stat(temp)
-        if read_as is not None and identity(os.stat(target)) != identity(read_as):
-            raise ChangedMeanwhile(errno.EAGAIN, "changed by another program meanwhile")
+        if read_as is not None:
+            ensure_unchanged(target, read_as)
         if new_file:
             _create(temp, target)
         else:

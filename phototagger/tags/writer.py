@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import hashlib
 import os
 from collections.abc import Callable
@@ -27,8 +26,8 @@ from phototagger.tags.atomic import (
     OwnerError,
     Replaced,
     atomic_write,
+    ensure_unchanged,
     fsync_dir,
-    identity,
 )
 from phototagger.tags.jpeg import JpegStructureError
 from phototagger.tags.png import PngStructureError
@@ -372,8 +371,7 @@ def _strip_sidecars(path: Path, strict: bool = False) -> list[Path]:
             if not xmp.strip(packet):
                 continue
             if packet.is_empty():
-                if identity(candidate.stat()) != identity(read_as):
-                    raise ChangedMeanwhile(errno.EAGAIN, CHANGED_MEANWHILE)
+                ensure_unchanged(candidate, read_as)
                 candidate.unlink()
                 fsync_dir(candidate.parent)
             else:
