@@ -1,10 +1,15 @@
-"""The scan's allocator settings: big freed blocks are reused, not faulted in again each batch."""
+"""The scan's memory settings: big freed blocks are reused, not faulted in again each batch;
+the long-lived heap is left out of garbage collection while workers are forked and run."""
 
+import gc
 import platform
 import subprocess
 import sys
+import weakref
 
 import pytest
+
+from phototagger.scan.memory import frozen_heap
 
 CHURN = """
 import resource, sys
@@ -40,3 +45,18 @@ def test_elsewhere_nothing_changes():
     from phototagger.scan.memory import retain_freed_memory
 
     assert retain_freed_memory() is False
+
+
+def test_objects_made_before_the_scan_are_left_to_the_collector_again_after_it():
+    class Node:
+        pass
+
+    node = Node()
+    node.itself = node  # a reference cycle: only the garbage collector frees it
+    alive = weakref.ref(node)
+    with frozen_heap():
+        del node
+        gc.collect()
+        assert alive() is not None  # frozen: not even looked at
+    gc.collect()
+    assert alive() is None  # thawed: collected as usual

@@ -36,7 +36,7 @@ from phototagger.index import Library, path_key
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan.changes import Plan, Work, plan_changes
-from phototagger.scan.memory import retain_freed_memory
+from phototagger.scan.memory import frozen_heap, retain_freed_memory
 
 if TYPE_CHECKING:
     from phototagger.scan.dataset import Batch, Decoded
@@ -265,7 +265,8 @@ class Scanner:
         retain_freed_memory()
         threads = torch.get_num_threads()
         try:
-            self._predict_batches(session, work, model_row, summary, threads)
+            with frozen_heap():
+                self._predict_batches(session, work, model_row, summary, threads)
         finally:
             torch.set_num_threads(threads)
 
