@@ -60,3 +60,13 @@ def test_objects_made_before_the_scan_are_left_to_the_collector_again_after_it()
         assert alive() is not None  # frozen: not even looked at
     gc.collect()
     assert alive() is None  # thawed: collected as usual
+
+
+def test_a_heap_the_program_froze_itself_stays_frozen():
+    gc.freeze()
+    try:
+        with frozen_heap():
+            pass
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()

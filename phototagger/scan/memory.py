@@ -53,10 +53,14 @@ def frozen_heap() -> Iterator[None]:
     SQLAlchemy, the model's metadata). Each full collection walks them all: in this process,
     and in every forked decoding worker, where writing to their headers also copies the pages
     they sit on. Frozen before the workers fork (as Python's documentation of ``gc.freeze``
-    advises), they are left alone; thawed after, so nothing they hold stays uncollected.
+    advises), they are left alone; thawed after, so nothing they hold stays uncollected. A
+    program that froze its own heap already (a server that forks) keeps its own arrangement.
     """
-    gc.freeze()
+    ours = gc.get_freeze_count() == 0
+    if ours:
+        gc.freeze()
     try:
         yield
     finally:
-        gc.unfreeze()
+        if ours:
+            gc.unfreeze()
