@@ -345,8 +345,10 @@ def _printable(path: str) -> str:
 
 @main.command()
 @click.option("--landmark", help="Name or alias, partial, any case or accents: 'eiffel'.")
-@click.option("--country", help="Country name or ISO code.")
-@click.option("--city")
+@click.option(
+    "--country", help="ISO code (two letters, exactly) or name (any of its words' beginnings)."
+)
+@click.option("--city", help="City name (any of its words' beginnings).")
 @click.option("--min-confidence", type=click.FloatRange(0, 1))
 @click.option(
     "--under",

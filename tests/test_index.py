@@ -45,6 +45,7 @@ def test_find_matches_names_partially_without_case_or_accents(library):
         add_photo(library, session, "/photos/rome/3.jpg", "colosseum", 0.99)
         add_photo(library, session, "/photos/paris/4.jpg", "eiffel-tower", None, "confirmed")
         add_photo(library, session, "/photos/PARIS/5.jpg", "eiffel-tower", 0.8)
+        add_photo(library, session, "/photos/nyc/6.jpg", "statue-of-liberty", 0.9)
         session.commit()
 
         def paths(**filters):
@@ -61,6 +62,11 @@ def test_find_matches_names_partially_without_case_or_accents(library):
             "/photos/paris/1.jpg", "/photos/paris/2.jpg", "/photos/paris/4.jpg"]
         assert paths(city="rome") == ["/photos/rome/3.jpg"]
         assert paths(country="Italy", landmark="eiffel") == []
+        assert paths(country="IT") == ["/photos/rome/3.jpg"]  # a code, not "Un-it-ed States"
+        assert paths(country="it") == ["/photos/rome/3.jpg"]
+        assert paths(country="ital") == ["/photos/rome/3.jpg"]
+        assert paths(country="ance") == []  # names match from the start of a word
+        assert paths(country="states") == ["/photos/nyc/6.jpg"]
         assert len(paths(limit=2)) == 2
 
 

@@ -402,11 +402,14 @@ def _row_dict(row: orm.Landmark) -> dict:
 
 
 def _field_matches(row: orm.Landmark, field: str, folded: str) -> bool:
+    """A country by its ISO code (``it``, exactly) or its name, a city by its name; a name
+    from the start of any of its words (``united`` and ``kingdom`` find the United Kingdom,
+    ``it`` finds no "United")."""
     value = getattr(row, field)
-    if field == "country" and row.country_code and folded == gazetteer.fold(row.country_code):
-        return True
+    if field == "country" and len(folded) == 2 and folded.isalpha():
+        return bool(row.country_code) and folded == gazetteer.fold(row.country_code)
     # An empty ``folded`` (the user typed only punctuation, such as "%") matches nothing.
-    return bool(value and folded) and folded in gazetteer.fold(value)
+    return bool(value and folded) and f" {folded}" in f" {gazetteer.fold(value)}"
 
 
 def _without_password(url: str) -> str:
