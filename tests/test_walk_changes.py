@@ -13,7 +13,7 @@ def found_paths(root: Path, **kwargs) -> list[str]:
     return [item.path for item in walk([root], **kwargs) if isinstance(item, FoundFile)]
 
 
-def test_walk_skips_hidden_and_excluded_and_survives_loops(tmp_path):
+def test_walk_skips_hidden_and_excluded_and_reports_loops(tmp_path):
     write_jpeg(tmp_path / "a.jpg")
     write_jpeg(tmp_path / "sub" / "b.jpg", seed=1)
     write_jpeg(tmp_path / ".hidden" / "c.jpg", seed=2)
@@ -23,9 +23,15 @@ def test_walk_skips_hidden_and_excluded_and_survives_loops(tmp_path):
     (tmp_path / "a.jpg.xmp").write_text("<x/>")
     os.symlink(tmp_path, tmp_path / "sub" / "loop")
     os.symlink(tmp_path / "a.jpg", tmp_path / "sub" / "same-photo.jpg")
-    paths = found_paths(tmp_path, excludes=["tmp-*"])
-    names = sorted(os.path.relpath(p, tmp_path) for p in paths)
+    os.symlink(tmp_path / "sub", tmp_path / "via-link")  # a second way in: no loop
+    items = list(walk([tmp_path], excludes=["tmp-*"]))
+    names = sorted(os.path.relpath(i.path, tmp_path) for i in items if isinstance(i, FoundFile))
     assert names == ["a.jpg", "sub/b.jpg"]
+    problems = [(os.path.relpath(i.path, tmp_path), i.reason) for i in items
+                if isinstance(i, WalkProblem)]
+    assert problems == [
+        ("sub/loop", f"symbolic link loop: leads back to {tmp_path}, not followed")
+    ]
 
 
 def test_excludes_match_paths_from_the_scanned_folder(tmp_path):

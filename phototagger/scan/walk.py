@@ -1,4 +1,4 @@
-"""Find the files to scan: recursive, hidden and system folders skipped, loops survived.
+"""Find the files to scan: recursive, hidden and system folders skipped, loops reported.
 
 The walk only stats; what a file *is* gets decided from its content later, and only for files
 the index does not already know unchanged, so a rescan of an unchanged library opens no file.
@@ -59,7 +59,7 @@ def walk(roots: Iterable[Path], excludes: Iterable[str] = ()) -> Iterator[FoundF
         if root.is_file():
             yield from _file(os.fspath(root), seen_files)
             continue
-        yield from _walk_dir(os.fspath(root), os.fspath(root), patterns, seen_dirs, seen_files)
+        yield from _walk_dir(os.fspath(root), os.fspath(root), patterns, seen_dirs, seen_files, {})
 
 
 def _excluded(path: str, root: str, patterns: tuple[str, ...]) -> bool:
@@ -80,15 +80,20 @@ def _walk_dir(
     patterns: tuple[str, ...],
     seen_dirs: set[tuple[int, int]],
     seen_files: set[tuple[int, int]],
+    above: dict[tuple[int, int], str],
 ) -> Iterator[FoundFile | WalkProblem]:
+    """``above``: the folders this one lies in, on the way down from the root (key: path)."""
     try:
         info = os.stat(folder)
     except OSError as error:
         yield WalkProblem(folder, f"cannot open folder: {error.strerror}")
         return
     key = (info.st_dev, info.st_ino)
+    if key in above:
+        yield WalkProblem(folder, f"symbolic link loop: leads back to {above[key]}, not followed")
+        return
     if key in seen_dirs:
-        return  # a symlink loop, or a second way into a folder already walked
+        return  # a second way into a folder already walked: its photos are found once
     seen_dirs.add(key)
     try:
         with os.scandir(folder) as listing:
@@ -109,8 +114,9 @@ def _walk_dir(
                 subfolders.append(entry.path)
         elif os.path.splitext(entry.name)[1].lower() not in IGNORED_EXTENSIONS:
             yield from _file(entry.path, seen_files)
+    below = above | {key: folder}
     for subfolder in subfolders:
-        yield from _walk_dir(subfolder, root, patterns, seen_dirs, seen_files)
+        yield from _walk_dir(subfolder, root, patterns, seen_dirs, seen_files, below)
 
 
 def _file(path: str, seen_files: set[tuple[int, int]]) -> Iterator[FoundFile | WalkProblem]:
