@@ -39,8 +39,8 @@ class Command(click.Command):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except ConfigError as error:
-            click.echo(f"phototagger: error: {error}", err=True)
+        except ConfigError as error:  # a driver's message may run to several lines
+            click.echo(f"phototagger: error: {str(error).splitlines()[0]}", err=True)
             ctx.exit(EXIT_USAGE)
         except SQLAlchemyError as error:
             reason = getattr(error, "orig", None) or error

@@ -300,3 +300,10 @@ def test_scan_warnings_reach_stderr_and_failed_files_are_left_to_the_summary(cap
         logging.getLogger("phototagger.scan").warning("decoding workers cannot share")
         failures_log.warning("/photos/a.jpg: not an image")
     assert capsys.readouterr().err == "warning: decoding workers cannot share\n"
+
+
+def test_an_index_url_whose_driver_is_missing_is_a_one_line_usage_error(env):
+    code, out, err = run("query", "--db", "mysql://someone@localhost/photos")
+    assert code == 2
+    assert err == ("phototagger: error: cannot open index mysql://someone@localhost/photos: "
+                   "its driver is not installed: MySQLdb\n")

@@ -112,6 +112,12 @@ class Library:
         self.shown_url = _without_password(url)
         try:
             self.engine = _make_engine(url)
+        except ImportError as error:  # the URL names a database whose driver is not installed
+            hint = " (pip install 'phototagger[postgres]')" if "postgres" in url.lower() else ""
+            raise ConfigError(
+                f"cannot open index {self.shown_url}: its driver is not installed: "
+                f"{error.name or error}{hint}"
+            ) from None
         except (SQLAlchemyError, ValueError, OSError) as error:
             raise ConfigError(f"cannot open index {self.shown_url}: {error}") from None
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
