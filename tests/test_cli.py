@@ -225,6 +225,11 @@ def test_a_dry_run_neither_creates_nor_upgrades_an_index(env, tmp_path):
     assert code == 2 and "phototagger db upgrade" in err
     with create_engine(f"sqlite:///{old}").connect() as connection:
         assert connection.scalar(text("select version_num from alembic_version")) == "0002"
+    # Then the upgrade the message asks for, which says what it did.
+    assert run("db", "upgrade", "--db", old)[:2] == (0, f"index upgraded: sqlite:///{old}\n")
+    assert run("db", "upgrade", "--db", old)[1] == f"index up to date, unchanged: sqlite:///{old}\n"
+    new = tmp_path / "new.sqlite3"
+    assert run("db", "upgrade", "--db", new)[1] == f"index created: sqlite:///{new}\n"
 
 
 def test_reading_commands_never_create_an_index(env, tmp_path):
