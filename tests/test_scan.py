@@ -732,6 +732,25 @@ def test_a_new_index_leaves_files_that_already_say_their_landmark_alone(model, t
     assert scan(again, model, root, threshold=0.0).unchanged == 3  # and recorded as written
 
 
+def test_a_new_index_takes_back_tags_an_earlier_scan_left_in_files_it_would_not_write(
+    model, tmp_path
+):
+    """Tags written through another index (a trial --db at a low threshold, a lost index)
+    under settings this scan does not share: the file must not keep what the index denies."""
+    root = tmp_path / "photos"
+    write_jpeg(root / "a.jpg")
+    write_image(root / "c.webp", "WEBP", seed=2)  # tagged in a sidecar
+    originals = {p: p.read_bytes() for p in root.iterdir()}
+    trial = Library(f"sqlite:///{tmp_path / 'trial.sqlite3'}")
+    assert scan(trial, model, root, threshold=0.0).tagged == 2
+    again = Library(f"sqlite:///{tmp_path / 'again.sqlite3'}")
+    summary = scan(again, model, root, threshold=1.0)  # nothing is that sure
+    assert (summary.below_threshold, summary.untagged, summary.failed) == (2, 2, [])
+    assert {p: p.read_bytes() for p in root.iterdir()} == originals  # sidecar gone too
+    assert tags.read_tags(root / "a.jpg") is None
+    assert scan(again, model, root, threshold=1.0).unchanged == 2  # settled, not redone
+
+
 @pytest.mark.parametrize("write", ["embed", "sidecar"])
 def test_a_persons_tag_in_the_file_outlives_a_lost_index(model, tmp_path, write):
     """`tag` promises a person's decision is never overwritten by a scan: an index that never

@@ -36,8 +36,9 @@ class Decoded:
     facts: ImageFacts | None = None
     #: The camera's own GPS position (phototagger's estimates are not the camera's).
     camera_gps: tuple[float, float] | None = None
-    #: phototagger's record of a person's tag (`phototagger tag`) in the file or its sidecar.
-    person_tag: ReadTags | None = None
+    #: phototagger's own record in the file or its sidecar (a person's `tag`, or an earlier
+    #: scan's), whatever the index knows.
+    file_tag: ReadTags | None = None
     error: str | None = None
 
 
@@ -88,20 +89,19 @@ class PhotoDataset(Dataset):
             outcome.content_hash = content_hash(data)
             tensor, outcome.facts = prepare(data, self.spec)
             outcome.camera_gps = read_camera_gps(path, data)
-            outcome.person_tag = _person_tag(path, data)
+            outcome.file_tag = _file_tag(path, data)
             return outcome, tensor
         except ImageError as error:
             outcome.error = str(error)
         return outcome, None
 
 
-def _person_tag(path: str, data: bytes) -> ReadTags | None:
-    """A person's tag in the file or its sidecar (whatever an index may have forgotten)."""
+def _file_tag(path: str, data: bytes) -> ReadTags | None:
+    """phototagger's tag in the file or its sidecar (whatever an index may have forgotten)."""
     try:
-        found = read_tags(path, data)
-    except Exception:  # another tool's XMP we cannot read is not a person's tag of ours
+        return read_tags(path, data)
+    except Exception:  # another tool's XMP we cannot read holds no tag of ours
         return None
-    return found if found is not None and found.source == "person" else None
 
 
 class _InProcessCount:

@@ -527,15 +527,17 @@ class Scanner:
         photo.status, photo.error, photo.last_seen = "ok", None, datetime.now(UTC)
         summary.predicted += 1
         best, confidence = ranked[0]
-        if item.person_tag is not None and photo.tag_state not in ("confirmed", "removed"):
-            self._adopt_person_tag(session, photo, item.person_tag)
+        found = item.file_tag
+        if found and found.source == "person" and photo.tag_state not in ("confirmed", "removed"):
+            self._adopt_person_tag(session, photo, found)
         if photo.tag_state in ("confirmed", "removed"):
             summary.kept_by_person += 1
             return None
         why_not = self._why_untagged(best.slug, confidence, item.camera_gps, facts.detail)
         if why_not is not None:
             setattr(summary, why_not, getattr(summary, why_not) + 1)
-            if photo.tag_state == "auto" or photo.writes:  # in the index, or left in the file
+            # Known to the index, or left in the file by a scan into another (or a lost) index.
+            if photo.tag_state == "auto" or photo.writes or found is not None:
                 self._take_back(session, photo, summary)
             return None
         photo.landmark_slug, photo.confidence = best.slug, confidence
