@@ -450,16 +450,22 @@ def tag(files, landmark, write, model_path, wait, db) -> None:
 @main.command()
 @click.argument("files", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--all", "everything", is_flag=True, help="Every photo phototagger tagged.")
+@click.option(
+    "--retag",
+    is_flag=True,
+    help="Let the next scan tag them again, with its own settings (how tags move between "
+    "files and sidecars): without it, scans leave them untagged.",
+)
 @wait_option
 @db_option
-def untag(files, everything, wait, db) -> None:
+def untag(files, everything, retag, wait, db) -> None:
     """Remove exactly what phototagger wrote from FILES (and keep scans from re-tagging them)."""
     from phototagger.corrections import remove_landmark
 
     if bool(files) == everything:
         raise click.UsageError("give FILES or --all, not both and not neither")
     paths = None if everything else [str(f) for f in files]
-    _report(remove_landmark(open_library(db), paths, wait=wait))
+    _report(remove_landmark(open_library(db), paths, wait=wait, retag=retag))
 
 
 def _report(outcomes) -> None:
@@ -510,13 +516,20 @@ def info(file, db) -> None:
             if landmark:
                 confidence = "" if photo.confidence is None else f" {photo.confidence:.3f}"
                 click.echo(f"landmark: {landmark.name}{confidence} [{photo.tag_state}]")
+            elif photo.tag_state == "removed":
+                click.echo("landmark: none [removed by a person: scans leave it untagged; "
+                           "`phototagger untag --retag FILE` lets them tag it again]")
+            elif photo.predictions:
+                click.echo("landmark: none (no prediction met the tag rule: threshold, "
+                           "detail, distance from the camera)")
             if photo.camera_latitude is not None:
                 click.echo(f"camera GPS: {photo.camera_latitude:.6f}, {photo.camera_longitude:.6f}")
             landmarks = {lm.slug: lm for lm in library.all_landmarks(session)}
             for prediction in photo.predictions:
+                guess = landmarks.get(prediction.slug)
                 click.echo(
                     f"  {prediction.model.model_id} #{prediction.rank + 1}: "
-                    f"{prediction.slug} {prediction.probability:.3f}"
+                    f"{guess.name if guess else prediction.slug} {prediction.probability:.3f}"
                     + _from_camera(landmarks, photo, prediction.slug)
                 )
             for write in photo.writes:

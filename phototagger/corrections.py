@@ -105,9 +105,13 @@ def _confirm_one(
 
 
 def remove_landmark(
-    library: Library, paths: Iterable[str] | None, *, wait: float = 10
+    library: Library, paths: Iterable[str] | None, *, wait: float = 10, retag: bool = False
 ) -> list[Outcome]:
-    """Remove what phototagger wrote from each file (``None``: every photo it tagged)."""
+    """Remove what phototagger wrote from each file (``None``: every photo it tagged).
+
+    The photos are then kept from later scans' tags, unless ``retag``: then the next scan
+    tags them again as it would any photo (how tags move between files and sidecars).
+    """
     outcomes = []
     with library.lock(wait), library.session() as session:
         if paths is None:
@@ -121,11 +125,11 @@ def remove_landmark(
                 path = library.indexed_path(session, path)
                 photos.append((path, library.photo_at(session, path)))
         for path, photo in photos:
-            outcomes.append(_remove_one(session, path, photo))
+            outcomes.append(_remove_one(session, path, photo, retag))
     return outcomes
 
 
-def _remove_one(session: Session, path: str, photo: orm.Photo | None) -> Outcome:
+def _remove_one(session: Session, path: str, photo: orm.Photo | None, retag: bool) -> Outcome:
     if not os.path.exists(path) and photo is None:
         return Outcome(path, False, "no such file")
     removed, left = False, []
@@ -138,7 +142,7 @@ def _remove_one(session: Session, path: str, photo: orm.Photo | None) -> Outcome
         removed, left = result.removed, result.left
     if photo is not None:
         photo.landmark_slug = photo.confidence = photo.model_pk = None
-        photo.tag_state = "removed"
+        photo.tag_state = None if retag else "removed"
         session.commit()
     if left:
         return Outcome(path, False, "tags removed, but " + "; ".join(left))

@@ -120,8 +120,30 @@ def test_tag_untag_info_landmarks_and_db_upgrade(env):
     assert code == 0 and "tags removed" in out
     code, out, _ = run("query", "--landmark", "colosseum", "--format", "paths")
     assert str(photo) not in out
+    code, out, _ = run("info", photo)
+    assert "landmark: none [removed by a person: scans leave it untagged;" in out
+    assert "#1: " in out and "#1: colosseum" not in out  # the guesses by name, not slug
     code, out, _ = run("db", "upgrade")
     assert code == 0 and "up to date" in out
+
+
+def test_untag_retag_lets_tags_move_from_the_files_into_sidecars(env):
+    """The way from embedded tags to sidecars (or back): untag --all --retag, then a scan
+    with the new --write; without --retag the photos would stay untagged for good."""
+    from phototagger import tags
+
+    scan = ["scan", env["root"], "--model", env["model"], "--workers", 0, "--threshold", 0]
+    assert run(*scan)[0] == 0
+    photos = sorted(env["root"].rglob("*.jpg"))
+    assert all(tags.read_tags(p).where == p for p in photos)  # embedded
+    code, out, err = run("untag", "--all", "--retag")
+    assert code == 0, err
+    assert all(tags.read_tags(p) is None for p in photos)
+    code, out, err = run(*scan, "--write", "sidecar", "--json")
+    assert code == 0, err
+    assert json.loads(out)["tagged"] == 2
+    assert [tags.read_tags(p).where for p in photos] == [p.with_name(p.name + ".xmp")
+                                                         for p in photos]
 
 
 def test_query_and_tag_take_wildcards_literally(env):
