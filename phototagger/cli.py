@@ -651,10 +651,26 @@ def _print_prediction(result) -> None:
 @db_option
 def serve(host, port, model_path, db) -> None:
     """A local web app: predict one photo, browse and correct the library."""
+    import logging
+    import socket
+
+    from werkzeug.serving import run_simple
+
     from phototagger.web import create_app
 
     app = create_app(model=load_model(model_path), library=open_library(db))
-    app.run(host=host, port=port)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:  # a port in use is a one-line error, not the server's own message and exit 1
+        socket.create_server((host, port), family=family).close()
+    except OSError as error:
+        reason = os.strerror(error.errno) if error.errno else str(error)
+        raise ConfigError(f"cannot serve on {host}:{port}: {reason}") from None
+    # Werkzeug's server (Flask's own) is fine for one person on this machine; its banner
+    # warns against deploying it, which would only confuse, and its log of every request is
+    # noise here: it says only what goes wrong.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    click.echo(f"phototagger app: http://{host}:{port}/ (Ctrl-C stops it)")
+    run_simple(host, port, app, threaded=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

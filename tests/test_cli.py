@@ -334,3 +334,19 @@ def test_an_index_url_whose_driver_is_missing_is_a_one_line_usage_error(env):
     assert code == 2
     assert err == ("phototagger: error: cannot open index mysql://someone@localhost/photos: "
                    "its driver is not installed: MySQLdb\n")
+
+
+def test_serve_on_a_port_in_use_is_a_one_line_usage_error(env, monkeypatch):
+    import socket
+
+    import werkzeug.serving
+
+    def never(*args, **kwargs):
+        raise AssertionError("the server must not start")
+
+    monkeypatch.setattr(werkzeug.serving, "run_simple", never)
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        code, out, err = run("serve", "--port", port, "--model", env["model"])
+    assert code == 2
+    assert err == f"phototagger: error: cannot serve on 127.0.0.1:{port}: Address already in use\n"
