@@ -180,7 +180,9 @@ def main() -> None:
     help="Seconds to wait for another scan of the same index to finish.",
 )
 @click.option("--keep-mtime", is_flag=True, help="Keep each tagged file's modification time.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing unless something failed.")
+@click.option(
+    "-q", "--quiet", is_flag=True, help="Print nothing unless something failed (or --json)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.option(
     "--log",
@@ -226,8 +228,9 @@ def scan(
         with _stopping_on_signals(scanner) as received:
             summary = scanner.run(paths)
         logging.getLogger("phototagger.scan").info("summary: %s", json.dumps(summary.to_dict()))
-    if as_json:
+    if as_json:  # asked for: printed even with --quiet
         click.echo(json.dumps(summary.to_dict(), indent=2))
+        _print_failures(summary)
     elif not quiet or summary.failed:
         _print_summary(summary, quiet)
     if summary.interrupted:
@@ -304,8 +307,13 @@ def _logging(log_file: Path | None) -> Iterator[None]:
 def _print_summary(summary, quiet: bool) -> None:
     if not quiet:
         prefix = "dry run: " if summary.dry_run else ""
+        tagged, untagged = ("tagged", "untagged")
+        if summary.dry_run:
+            tagged, untagged = ("would tag", "would untag")
+        photos = "photo" if summary.found == 1 else "photos"
         click.echo(
-            f"{prefix}found {summary.found} photos: {summary.new} new, {summary.changed} changed, "
+            f"{prefix}found {summary.found} {photos}: {summary.new} new, "
+            f"{summary.changed} changed, "
             f"{summary.moved} moved, {summary.new_model} for a new model, "
             + (f"{summary.retried} with a failed write retried, " if summary.retried else "")
             + (f"{summary.new_settings} for new tag settings, " if summary.new_settings else "")
@@ -314,14 +322,14 @@ def _print_summary(summary, quiet: bool) -> None:
             f"{summary.missing} missing"
         )
         click.echo(
-            f"tagged {summary.tagged}, below threshold {summary.below_threshold}, "
+            f"{tagged} {summary.tagged}, below threshold {summary.below_threshold}, "
             + (
                 f"too far from the camera's GPS {summary.far_from_camera}, "
                 if summary.far_from_camera
                 else ""
             )
             + (f"featureless {summary.featureless}, " if summary.featureless else "")
-            + f"kept as a person set them {summary.kept_by_person}, untagged {summary.untagged}, "
+            + f"kept as a person set them {summary.kept_by_person}, {untagged} {summary.untagged}, "
             f"failed {len(summary.failed)} ({summary.seconds:.1f} s, "
             f"{summary.images_per_second:.1f} images/s)"
         )
@@ -330,6 +338,11 @@ def _print_summary(summary, quiet: bool) -> None:
                 f"{summary.skipped} files failed in an earlier scan and have not changed since "
                 "(`phototagger info FILE` tells why; --force tries them again)"
             )
+    _print_failures(summary)
+
+
+def _print_failures(summary) -> None:
+    """Each failed file with its reason, on stderr: what a cron job's mail must show."""
     if summary.failed:
         click.echo(f"{len(summary.failed)} failed:", err=True)
         for failure in summary.failed:

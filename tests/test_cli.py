@@ -62,6 +62,14 @@ def test_quiet_cron_run_prints_nothing_and_json_summary(env):
     assert (code, summary["unchanged"], summary["failed"]) == (0, 2, [])
 
 
+def test_json_summary_still_names_failures_on_stderr(env):
+    (env["root"] / "empty.jpg").write_bytes(b"")
+    code, out, err = run("scan", env["root"], "--model", env["model"], "--workers", 0, "--json")
+    assert code == 1
+    assert [f["reason"] for f in json.loads(out)["failed"]] == ["empty file"]
+    assert err == f"1 failed:\n  {env['root'] / 'empty.jpg'}: empty file\n"
+
+
 def test_quiet_cron_run_over_broken_exif_prints_nothing(env):
     # A process of its own, as cron runs it: decoding workers write straight to its stderr.
     good = (env["root"] / "rome" / "a.jpg").read_bytes()
@@ -218,6 +226,7 @@ def test_tag_before_any_scan_and_dry_run_leaves_no_index(env, tmp_path):
     code, out, _ = run("scan", env["root"], "--model", env["model"], "--dry-run", "--db", fresh,
                        "--workers", 0)
     assert code == 0 and out.startswith("dry run: found 2 photos")
+    assert "\nwould tag 1, " in out  # the other photo a person tagged
     assert not fresh.exists() and not fresh.with_suffix(".lock").exists()
 
 
