@@ -516,6 +516,9 @@ def info(file, db) -> None:
         unreadable = _unreadable(path)
         if photo is None and unreadable == "missing":
             raise ConfigError(f"no such file, and none in the index: {path}")
+        if photo is None and path.is_dir():
+            raise ConfigError(f"a folder, not a photo: {path} (`phototagger query --under` "
+                              "lists the photos in it)")
         if photo is None:
             click.echo("index: not indexed")
         else:

@@ -120,6 +120,8 @@ def test_tag_untag_info_landmarks_and_db_upgrade(env):
     assert "image: jpeg 320x240" in out
     code, _, err = run("info", env["root"] / "nowhere.jpg")
     assert code == 2 and "no such file, and none in the index" in err
+    code, _, err = run("info", env["root"] / "rome")
+    assert code == 2 and "a folder, not a photo" in err
     code, out, _ = run("landmarks", "--model", env["model"])
     assert "Colosseum" in out and "Dome of the Rock" in out
     code, _, err = run("tag", photo, "--landmark", "atlantis")
