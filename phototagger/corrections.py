@@ -110,7 +110,8 @@ def remove_landmark(
     """Remove what phototagger wrote from each file (``None``: every photo it tagged).
 
     The photos are then kept from later scans' tags, unless ``retag``: then the next scan
-    tags them again as it would any photo (how tags move between files and sidecars).
+    tags them again as it would any photo (how tags move between files and sidecars), and
+    writes a person's confirmed landmark again rather than the model's.
     """
     outcomes = []
     with library.lock(wait), library.session() as session:
@@ -140,10 +141,14 @@ def _remove_one(session: Session, path: str, photo: orm.Photo | None, retag: boo
             session.rollback()
             return Outcome(path, False, f"not untagged: {error}")
         removed, left = result.removed, result.left
-    if photo is not None:
+    kept = retag and photo is not None and photo.tag_state == "confirmed"
+    if photo is not None and not kept:
         photo.landmark_slug = photo.confidence = photo.model_pk = None
         photo.tag_state = None if retag else "removed"
-        session.commit()
+    session.commit()
     if left:
         return Outcome(path, False, "tags removed, but " + "; ".join(left))
-    return Outcome(path, True, "tags removed" if removed else "nothing of phototagger's to remove")
+    message = "tags removed" if removed else "nothing of phototagger's to remove"
+    if kept:
+        message += " (a person's landmark: the next scan writes it again)"
+    return Outcome(path, True, message)

@@ -144,16 +144,21 @@ def test_untag_retag_lets_tags_move_from_the_files_into_sidecars(env):
 
     scan = ["scan", env["root"], "--model", env["model"], "--workers", 0, "--threshold", 0]
     assert run(*scan)[0] == 0
-    photos = sorted(env["root"].rglob("*.jpg"))
+    photos = sorted(env["root"].rglob("*.jpg"))  # paris/b.jpg, rome/a.jpg
+    assert run("tag", photos[0], "--landmark", "dome of the rock")[0] == 0  # a person's
     assert all(tags.read_tags(p).where == p for p in photos)  # embedded
     code, out, err = run("untag", "--all", "--retag")
     assert code == 0, err
+    assert "a person's landmark: the next scan writes it again" in out
     assert all(tags.read_tags(p) is None for p in photos)
     code, out, err = run(*scan, "--write", "sidecar", "--json")
     assert code == 0, err
     assert json.loads(out)["tagged"] == 2
-    assert [tags.read_tags(p).where for p in photos] == [p.with_name(p.name + ".xmp")
-                                                         for p in photos]
+    found = [tags.read_tags(p) for p in photos]
+    assert [f.where for f in found] == [p.with_name(p.name + ".xmp") for p in photos]
+    assert (found[0].slug, found[0].source) == ("dome-of-the-rock", "person")
+    assert found[1].source == "model"
+    assert json.loads(run(*scan, "--write", "sidecar", "--json")[1])["unchanged"] == 2
 
 
 def test_query_and_tag_take_wildcards_literally(env):

@@ -91,9 +91,12 @@ class KnownPhoto:
         Raising ``--threshold`` takes back an automatic tag below it (from the file too, once
         a scan writes again, if one with ``--write none`` took it from the index), lowering it
         tags what now clears it, and a scan that writes after one with ``--write none``
-        writes. A person's decision is never touched.
+        writes. A person's decision is never changed; a person's landmark whose tags are not
+        in the file (``untag --retag``, ``tag --write none``) is written by a writing scan.
         """
-        if self.best is None or self.tag_state in ("confirmed", "removed"):
+        if self.tag_state == "confirmed":
+            return writing and self.landmark_slug is not None and not self.written_slugs
+        if self.best is None or self.tag_state == "removed":
             return False
         slug, probability = self.best
         if not wants_tag(slug, probability, self.camera_gps, self.detail):
@@ -384,6 +387,10 @@ class Library:
             .group_by(orm.Photo.landmark_slug)
         )
         return {slug: count for slug, count in session.execute(query)}
+
+    def landmark(self, session: Session, slug: str) -> gazetteer.Landmark | None:
+        row = session.get(orm.Landmark, slug)
+        return None if row is None else gazetteer.Landmark.from_dict(_row_dict(row))
 
     def all_landmarks(self, session: Session) -> list[gazetteer.Landmark]:
         rows = session.scalars(select(orm.Landmark).order_by(orm.Landmark.name))

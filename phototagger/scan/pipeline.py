@@ -532,7 +532,7 @@ class Scanner:
             self._adopt_person_tag(session, photo, found)
         if photo.tag_state in ("confirmed", "removed"):
             summary.kept_by_person += 1
-            return None
+            return self._persons_tag_to_rewrite(session, photo)
         why_not = self._why_untagged(best.slug, confidence, item.camera_gps, facts.detail)
         if why_not is not None:
             setattr(summary, why_not, getattr(summary, why_not) + 1)
@@ -554,6 +554,26 @@ class Scanner:
             source="model",
             model=self.model.model_id,
             top_k=[(landmark.name, p) for landmark, p in ranked],
+            tagged_at=datetime.now(UTC),
+        )
+
+    def _persons_tag_to_rewrite(
+        self, session: Session, photo: orm.Photo
+    ) -> tags.TagRequest | None:
+        """A person's confirmed landmark that is in the index but not in the file (taken out
+        by ``untag --retag`` to move it, or tagged with ``--write none``): written again."""
+        writing = self.options.write != "none" and not self.options.dry_run
+        if photo.tag_state != "confirmed" or not photo.landmark_slug or photo.writes:
+            return None
+        landmark = self.library.landmark(session, photo.landmark_slug)
+        if landmark is None or not writing:
+            return None
+        return tags.TagRequest(
+            landmark=landmark,
+            confidence=None,
+            source="person",
+            model=None,
+            top_k=[],
             tagged_at=datetime.now(UTC),
         )
 
