@@ -116,9 +116,10 @@ def remove_landmark(
     outcomes = []
     with library.lock(wait), library.session() as session:
         if paths is None:
-            query = select(orm.Photo).where(
-                orm.Photo.landmark_slug.is_not(None) | orm.Photo.writes.any()
-            )
+            tagged = orm.Photo.landmark_slug.is_not(None) | orm.Photo.writes.any()
+            if retag:  # and those an earlier untag kept from scans
+                tagged |= orm.Photo.tag_state.in_(("removed", "confirmed"))
+            query = select(orm.Photo).where(tagged)
             photos = [(photo.fs_path, photo) for photo in session.scalars(query).unique()]
         else:
             photos = []
@@ -133,6 +134,11 @@ def remove_landmark(
 def _remove_one(session: Session, path: str, photo: orm.Photo | None, retag: bool) -> Outcome:
     if not os.path.exists(path) and photo is None:
         return Outcome(path, False, "no such file")
+    persons = photo is not None and photo.tag_state == "confirmed"
+    if retag and persons and photo.landmark_slug is None:
+        # Taken out, it could not be written again: this index does not know that landmark.
+        return Outcome(path, False, "left as it is: a person's tag of a landmark this index "
+                       "does not know")
     removed, left = False, []
     if os.path.exists(path):
         try:
@@ -141,7 +147,7 @@ def _remove_one(session: Session, path: str, photo: orm.Photo | None, retag: boo
             session.rollback()
             return Outcome(path, False, f"not untagged: {error}")
         removed, left = result.removed, result.left
-    kept = retag and photo is not None and photo.tag_state == "confirmed"
+    kept = retag and persons
     if photo is not None and not kept:
         photo.landmark_slug = photo.confidence = photo.model_pk = None
         photo.tag_state = None if retag else "removed"

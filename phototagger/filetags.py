@@ -106,7 +106,10 @@ def remove_photo_tags(session: Session, photo: orm.Photo | None, path: str) -> t
     """Remove what phototagger wrote into ``path`` and forget the recorded writes."""
     result = tags.remove_tags(path)
     if photo is not None:
-        session.execute(delete(orm.Write).where(orm.Write.photo_id == photo.id))
+        if photo.id is None:  # new to the index: its records are still pending
+            photo.writes.clear()
+        else:
+            session.execute(delete(orm.Write).where(orm.Write.photo_id == photo.id))
         photo.write_error = None
         restat(photo)
     return result

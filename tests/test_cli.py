@@ -161,6 +161,17 @@ def test_untag_retag_lets_tags_move_from_the_files_into_sidecars(env):
     assert json.loads(run(*scan, "--write", "sidecar", "--json")[1])["unchanged"] == 2
 
 
+
+def test_untag_all_retag_undoes_an_earlier_untag_all(env):
+    scan = ["scan", env["root"], "--model", env["model"], "--workers", 0, "--threshold", 0]
+    assert run(*scan)[0] == 0
+    assert run("untag", "--all")[0] == 0
+    assert json.loads(run(*scan, "--json")[1])["tagged"] == 0  # kept untagged, as asked
+    code, out, err = run("untag", "--all", "--retag")
+    assert code == 0 and out.count("nothing of phototagger's to remove") == 2, err
+    assert json.loads(run(*scan, "--json")[1])["tagged"] == 2
+
+
 def test_query_and_tag_take_wildcards_literally(env):
     run("scan", env["root"], "--model", env["model"], "--workers", 0)
     for option in ("--landmark", "--country", "--city"):

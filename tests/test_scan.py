@@ -751,6 +751,22 @@ def test_a_new_index_takes_back_tags_an_earlier_scan_left_in_files_it_would_not_
     assert scan(again, model, root, threshold=1.0).unchanged == 2  # settled, not redone
 
 
+def test_an_index_only_scan_remembers_a_foreign_tag_for_the_next_writing_scan(model, tmp_path):
+    """--write none leaves files alone, but the index must learn what they hold: a later
+    writing scan of the same index takes back the tag the index would not write."""
+    root = tmp_path / "photos"
+    write_jpeg(root / "a.jpg")
+    original = (root / "a.jpg").read_bytes()
+    trial = Library(f"sqlite:///{tmp_path / 'trial.sqlite3'}")
+    assert scan(trial, model, root, threshold=0.0).tagged == 1
+    again = Library(f"sqlite:///{tmp_path / 'again.sqlite3'}")
+    assert scan(again, model, root, threshold=1.0, write="none").untagged == 0
+    assert tags.read_tags(root / "a.jpg") is not None  # an index-only scan touches no file
+    summary = scan(again, model, root, threshold=1.0)
+    assert (summary.new_settings, summary.untagged) == (1, 1)
+    assert (root / "a.jpg").read_bytes() == original
+
+
 @pytest.mark.parametrize("write", ["embed", "sidecar"])
 def test_a_persons_tag_in_the_file_outlives_a_lost_index(model, tmp_path, write):
     """`tag` promises a person's decision is never overwritten by a scan: an index that never

@@ -530,14 +530,22 @@ class Scanner:
         found = item.file_tag
         if found and found.source == "person" and photo.tag_state not in ("confirmed", "removed"):
             self._adopt_person_tag(session, photo, found)
+        elif found and found.source == "model" and not photo.writes:
+            # Written through another (or a lost) index: this one learns that the file holds
+            # it, so a scan that writes can take it back, or leave it where it is right.
+            photo.writes = [_record_of(found)]
         if photo.tag_state in ("confirmed", "removed"):
-            summary.kept_by_person += 1
-            return self._persons_tag_to_rewrite(session, photo)
+            request = self._persons_tag_to_rewrite(session, photo)
+            if request is None:
+                summary.kept_by_person += 1
+            elif self.options.dry_run:
+                summary.tagged += 1  # what the real run would write
+                request = None
+            return request
         why_not = self._why_untagged(best.slug, confidence, item.camera_gps, facts.detail)
         if why_not is not None:
             setattr(summary, why_not, getattr(summary, why_not) + 1)
-            # Known to the index, or left in the file by a scan into another (or a lost) index.
-            if photo.tag_state == "auto" or photo.writes or found is not None:
+            if photo.tag_state == "auto" or photo.writes:  # in the index, or in the file
                 self._take_back(session, photo, summary)
             return None
         photo.landmark_slug, photo.confidence = best.slug, confidence
@@ -562,11 +570,10 @@ class Scanner:
     ) -> tags.TagRequest | None:
         """A person's confirmed landmark that is in the index but not in the file (taken out
         by ``untag --retag`` to move it, or tagged with ``--write none``): written again."""
-        writing = self.options.write != "none" and not self.options.dry_run
         if photo.tag_state != "confirmed" or not photo.landmark_slug or photo.writes:
             return None
         landmark = self.library.landmark(session, photo.landmark_slug)
-        if landmark is None or not writing:
+        if landmark is None or self.options.write == "none":
             return None
         return tags.TagRequest(
             landmark=landmark,
@@ -585,11 +592,7 @@ class Scanner:
         photo.landmark_slug = found.slug if known else None
         photo.confidence = photo.model_pk = None
         photo.tag_state = "confirmed"
-        mode = "sidecar" if found.where.suffix.lower() == ".xmp" else "embed"
-        photo.writes = [
-            orm.Write(target=path_key(found.where)[0], mode=mode, slug=found.slug,
-                      gps_written=found.gps_written)
-        ]
+        photo.writes = [_record_of(found)]
 
     def _why_untagged(
         self,
@@ -650,3 +653,10 @@ class Scanner:
         summary.untagged += 1
         for remainder in result.left:
             summary.fail(photo.fs_path, f"old tag removed, but {remainder}")
+
+
+def _record_of(found: tags.ReadTags) -> orm.Write:
+    """The index's record of a tag phototagger's entry in a file or sidecar says it wrote."""
+    mode = "sidecar" if found.where.suffix.lower() == ".xmp" else "embed"
+    return orm.Write(target=path_key(found.where)[0], mode=mode, slug=found.slug,
+                     gps_written=found.gps_written)
