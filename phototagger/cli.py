@@ -39,8 +39,8 @@ class Command(click.Command):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except ConfigError as error:  # a driver's message may run to several lines
-            click.echo(f"phototagger: error: {str(error).splitlines()[0]}", err=True)
+        except ConfigError as error:
+            click.echo(f"phototagger: error: {error}", err=True)
             ctx.exit(EXIT_USAGE)
         except SQLAlchemyError as error:
             reason = getattr(error, "orig", None) or error
@@ -335,7 +335,8 @@ def _print_summary(summary, quiet: bool) -> None:
         )
         if summary.skipped:
             click.echo(
-                f"{summary.skipped} files failed in an earlier scan and have not changed since "
+                f"{summary.skipped} {'file' if summary.skipped == 1 else 'files'} failed in an "
+                "earlier scan and have not changed since "
                 "(`phototagger info FILE` tells why; --force tries them again)"
             )
     _print_failures(summary)
@@ -536,8 +537,8 @@ def info(file, db) -> None:
                 click.echo("landmark: none [removed by a person: scans leave it untagged; "
                            "`phototagger untag --retag FILE` lets them tag it again]")
             elif photo.predictions:
-                click.echo("landmark: none (no prediction met the tag rule: threshold, "
-                           "detail, distance from the camera)")
+                click.echo("landmark: none (a scan tags a prediction below only when it "
+                           "clears the threshold, the image has detail and the camera was near)")
             if photo.camera_latitude is not None:
                 click.echo(f"camera GPS: {photo.camera_latitude:.6f}, {photo.camera_longitude:.6f}")
             landmarks = {lm.slug: lm for lm in library.all_landmarks(session)}
@@ -614,7 +615,7 @@ def upgrade(db) -> None:
         state = "unknown"  # unreachable: upgrade says why in its own words
     library.upgrade()
     done = {"empty": "created", "behind": "upgraded", "current": "up to date, unchanged"}
-    click.echo(f"index {done[state]}: {library.shown_url}")
+    click.echo(f"index {done.get(state, 'ready')}: {library.shown_url}")
 
 
 @main.command()
@@ -675,17 +676,21 @@ def serve(host, port, model_path, db) -> None:
     from phototagger.web import create_app
 
     app = create_app(model=load_model(model_path), library=open_library(db))
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    try:  # a port in use is a one-line error, not the server's own message and exit 1
-        socket.create_server((host, port), family=family).close()
-    except OSError as error:
-        reason = os.strerror(error.errno) if error.errno else str(error)
-        raise ConfigError(f"cannot serve on {host}:{port}: {reason}") from None
+    shown = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
+    if not host.startswith("unix://"):  # Werkzeug also listens on a Unix socket
+        try:  # a port in use is a one-line error, not the server's own message and exit 1
+            family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+            socket.create_server((host, port), family=family).close()
+        except socket.gaierror as error:
+            raise ConfigError(f"cannot serve on {shown}:{port}: {error.strerror}") from None
+        except OSError as error:
+            reason = os.strerror(error.errno) if error.errno else str(error)
+            raise ConfigError(f"cannot serve on {shown}:{port}: {reason}") from None
     # Werkzeug's server (Flask's own) is fine for one person on this machine; its banner
     # warns against deploying it, which would only confuse, and its log of every request is
     # noise here: it says only what goes wrong.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    click.echo(f"phototagger app: http://{host}:{port}/ (Ctrl-C stops it)")
+    click.echo(f"phototagger app: http://{shown}:{port}/ (Ctrl-C stops it)")
     run_simple(host, port, app, threaded=True)
 
 

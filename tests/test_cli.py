@@ -377,3 +377,17 @@ def test_serve_on_a_port_in_use_is_a_one_line_usage_error(env, monkeypatch):
         code, out, err = run("serve", "--port", port, "--model", env["model"])
     assert code == 2
     assert err == f"phototagger: error: cannot serve on 127.0.0.1:{port}: Address already in use\n"
+
+
+def test_an_index_from_a_newer_phototagger_is_a_one_line_usage_error(env, tmp_path):
+    import sqlite3
+
+    newer = tmp_path / "newer.sqlite3"
+    assert run("db", "upgrade", "--db", newer)[0] == 0
+    with sqlite3.connect(newer) as connection:
+        connection.execute("update alembic_version set version_num = '9999'")
+    for args in (["db", "upgrade"], ["query"]):
+        code, out, err = run(*args, "--db", newer)
+        assert code == 2 and len(err.splitlines()) == 1, (args, err)
+        assert err.startswith(f"phototagger: error: cannot prepare index sqlite:///{newer}: ")
+        assert err.endswith("(made by a newer phototagger? upgrade phototagger to use it)\n")

@@ -70,3 +70,11 @@ def test_a_heap_the_program_froze_itself_stays_frozen():
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_the_heap_thaws_when_the_last_of_two_overlapping_scans_ends():
+    with frozen_heap():
+        with frozen_heap():
+            pass
+        assert gc.get_freeze_count() > 0  # the first is still running
+    assert gc.get_freeze_count() == 0

@@ -116,7 +116,8 @@ class Library:
         try:
             self.engine = _make_engine(url)
         except ImportError as error:  # the URL names a database whose driver is not installed
-            hint = " (pip install 'phototagger[postgres]')" if "postgres" in url.lower() else ""
+            psycopg = make_url(url).get_driver_name() == "psycopg"
+            hint = " (pip install 'phototagger[postgres]')" if psycopg else ""
             raise ConfigError(
                 f"cannot open index {self.shown_url}: its driver is not installed: "
                 f"{error.name or error}{hint}"
@@ -130,6 +131,7 @@ class Library:
     def upgrade(self) -> None:
         """Apply the Alembic migrations in ``migrations/`` (first use creates the schema)."""
         from alembic import command
+        from alembic.util import CommandError
 
         config = _alembic_config()
         try:
@@ -141,9 +143,14 @@ class Library:
                     connection.execute(select(func.pg_advisory_xact_lock(key)))
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
+        except CommandError as error:  # a revision this version's migrations do not know
+            raise ConfigError(
+                f"cannot prepare index {self.shown_url}: {_first_line(error)} (made by a newer "
+                "phototagger? upgrade phototagger to use it)"
+            ) from None
         except SQLAlchemyError as error:
             raise ConfigError(
-                f"cannot prepare index {self.shown_url}: {error.orig or error}"
+                f"cannot prepare index {self.shown_url}: {_first_line(error.orig or error)}"
             ) from None
 
     def schema_state(self) -> str:
@@ -160,7 +167,7 @@ class Library:
                 current = MigrationContext.configure(connection).get_current_revision()
         except SQLAlchemyError as error:
             raise ConfigError(
-                f"cannot read index {self.shown_url}: {error.orig or error}"
+                f"cannot read index {self.shown_url}: {_first_line(error.orig or error)}"
             ) from None
         if current is None:
             return "empty"
@@ -423,6 +430,11 @@ def _field_matches(row: orm.Landmark, field: str, folded: str) -> bool:
         return bool(row.country_code) and folded == gazetteer.fold(row.country_code)
     # An empty ``folded`` (the user typed only punctuation, such as "%") matches nothing.
     return bool(value and folded) and f" {folded}" in f" {gazetteer.fold(value)}"
+
+
+def _first_line(error: BaseException) -> str:
+    """A database driver's message, whose later lines (hints, context) a CLI line cannot hold."""
+    return (str(error).splitlines() or [type(error).__name__])[0]
 
 
 def _without_password(url: str) -> str:

@@ -15,6 +15,7 @@ import contextlib
 import ctypes
 import gc
 import platform
+import threading
 from collections.abc import Iterator
 
 #: mallopt parameters (glibc's malloc.h).
@@ -45,6 +46,11 @@ def retain_freed_memory() -> bool:
     return bool(mapped and trimmed)
 
 
+#: Scans running in this process inside frozen_heap: the heap is thawed when the last ends.
+_freezers = 0
+_freezers_lock = threading.Lock()
+
+
 @contextlib.contextmanager
 def frozen_heap() -> Iterator[None]:
     """Keep the objects that exist now out of the garbage collector's passes until the end.
@@ -56,11 +62,17 @@ def frozen_heap() -> Iterator[None]:
     advises), they are left alone; thawed after, so nothing they hold stays uncollected. A
     program that froze its own heap already (a server that forks) keeps its own arrangement.
     """
-    ours = gc.get_freeze_count() == 0
-    if ours:
-        gc.freeze()
+    global _freezers
+    with _freezers_lock:
+        ours = _freezers > 0 or gc.get_freeze_count() == 0
+        if ours:
+            gc.freeze()  # a second scan's freeze adds what was made since the first's
+            _freezers += 1
     try:
         yield
     finally:
         if ours:
-            gc.unfreeze()
+            with _freezers_lock:
+                _freezers -= 1
+                if not _freezers:
+                    gc.unfreeze()

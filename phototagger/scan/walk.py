@@ -90,7 +90,8 @@ def _walk_dir(
         return
     key = (info.st_dev, info.st_ino)
     if key in above:
-        yield WalkProblem(folder, f"symbolic link loop: leads back to {above[key]}, not followed")
+        back = os.fsencode(above[key]).decode("utf-8", "backslashreplace")  # as paths print
+        yield WalkProblem(folder, f"symbolic link loop: leads back to {back}, not followed")
         return
     if key in seen_dirs:
         return  # a second way into a folder already walked: its photos are found once
