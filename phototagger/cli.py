@@ -246,8 +246,9 @@ REPEAT_WITHIN_S = 1.0
 
 @contextlib.contextmanager
 def _stopping_on_signals(scanner) -> Iterator[list[int]]:
-    """Ctrl-C or SIGTERM (a shutdown, `timeout`, systemd) ends the scan cleanly after the
-    batch in hand; a second one stops at once. Yields the signals received."""
+    """Ctrl-C, SIGTERM (a shutdown, `timeout`, systemd) or SIGHUP (a closed terminal or ssh
+    session) ends the scan cleanly after the batch in hand; a second one stops at once.
+    Yields the signals received."""
     received: list[int] = []
     first = [0.0]
 
@@ -262,7 +263,9 @@ def _stopping_on_signals(scanner) -> Iterator[list[int]]:
             # os.write: click.echo here could re-enter a write the signal interrupted
             os.write(2, b"\nstopping after the current batch (again to stop at once)\n")
 
-    caught = (signal.SIGINT, signal.SIGTERM)
+    caught = [signal.SIGINT, signal.SIGTERM]
+    if hasattr(signal, "SIGHUP"):  # not on Windows
+        caught.append(signal.SIGHUP)
     previous = {signum: signal.signal(signum, stop) for signum in caught}
     try:
         yield received

@@ -342,6 +342,9 @@ def test_ctrl_c_or_sigterm_asks_the_scan_to_stop_and_a_second_one_stops_at_once(
             os.kill(os.getpid(), signal.SIGINT)  # a person who does not want to wait
     assert stopped.value.code == 128 + signal.SIGINT and scanner.stops == 1
     assert signal.getsignal(signal.SIGTERM) == before  # put back as it was
+    with cli._stopping_on_signals(scanner) as received:
+        os.kill(os.getpid(), signal.SIGHUP)  # the ssh session that ran it closed
+    assert (received, scanner.stops) == ([signal.SIGHUP], 2)
 
 
 def test_scan_warnings_reach_stderr_and_failed_files_are_left_to_the_summary(capsys):

@@ -629,9 +629,10 @@ def test_decoding_workers_yield_the_cores_and_leave_ctrl_c_to_the_main_process(
 ):
     path = write_jpeg(tmp_path / "IMG_0.jpg", seed=0)
     # The worker is forked after this patch: it reports its niceness where GPS would go, and
-    # whether it ignores SIGINT (which a terminal sends to the whole process group).
+    # whether it ignores SIGINT and SIGHUP (which a terminal sends to the whole group).
     monkeypatch.setattr(dataset, "read_camera_gps", lambda *_: (
-        float(os.nice(0)), float(signal.getsignal(signal.SIGINT) == signal.SIG_IGN)))
+        float(os.nice(0)), float(signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+                                 == signal.getsignal(signal.SIGHUP))))
     loader = dataset.make_loader([str(path)], model.preprocess, batch_size=1, workers=1)
     (batch,) = list(loader)
     expected = min(19, os.nice(0) + dataset.WORKER_NICENESS)

@@ -177,9 +177,11 @@ def _init_worker(worker_id: int) -> None:
     # Inherited from the main process when workers are forked, not when they are spawned.
     retain_freed_memory()
     _defer_to_main_process()
-    # Ctrl-C reaches the terminal's whole process group: the main process decides how the
-    # scan ends (Scanner.request_stop), and stops its workers itself.
+    # Ctrl-C and a closed terminal's SIGHUP reach the whole process group: the main process
+    # decides how the scan ends (Scanner.request_stop), and stops its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _defer_to_main_process() -> None:
