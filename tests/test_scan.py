@@ -6,6 +6,9 @@ import os
 import shutil
 import signal
 import struct
+import subprocess
+import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -812,3 +815,30 @@ def test_a_featureless_image_is_never_tagged(library, model, tmp_path):
     assert blank.read_bytes() == before and tags.read_tags(blank) is None
     assert photos(library)["lens-cap.jpg"].detail == 0.0
     assert scan(library, model, root, threshold=0.0).unchanged == 2  # settled
+
+
+KILLED_MID_WRITE = """
+import os, signal, sys
+from pathlib import Path
+from phototagger.tags.atomic import atomic_write
+target = Path(sys.argv[1])
+def verify(written):  # the temporary copy is written and fsynced: killed before the rename
+    os.kill(os.getpid(), signal.SIGKILL)
+atomic_write(target, target.read_bytes() + b"", verify)
+"""
+
+
+def test_a_scan_removes_the_temporary_copy_a_killed_write_left(library, model, tmp_path, caplog):
+    root = tmp_path / "photos"
+    photo = write_jpeg(root / "IMG_1.jpg")
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(photo)])
+        assert done.returncode == -signal.SIGKILL
+    old, recent = sorted(root.glob(".IMG_1.jpg.*.tmp"))
+    os.utime(old, (time.time() - 2 * 3600,) * 2)  # left by last night's killed scan
+    assert scan(library, model, root, dry_run=True).found == 1 and old.exists()
+    with caplog.at_level(logging.WARNING, "phototagger.scan"):
+        summary = scan(library, model, root)
+    assert (summary.found, summary.failed) == (1, [])
+    assert not old.exists() and recent.exists()  # a write may still be using a recent one
+    assert f"removed {old}: a temporary copy left by a scan that was killed" in caplog.text

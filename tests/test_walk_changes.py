@@ -1,12 +1,13 @@
 import hashlib
 import os
+import time
 from pathlib import Path
 
 from images import write_image, write_jpeg
 from phototagger.hashing import content_hash, file_hash
 from phototagger.index import KnownPhoto
 from phototagger.scan.changes import plan_changes
-from phototagger.scan.walk import FoundFile, WalkProblem, walk
+from phototagger.scan.walk import AbandonedTemp, FoundFile, WalkProblem, walk
 
 
 def found_paths(root: Path, **kwargs) -> list[str]:
@@ -32,6 +33,19 @@ def test_walk_skips_hidden_and_excluded_and_reports_loops(tmp_path):
     assert problems == [
         ("sub/loop", f"symbolic link loop: leads back to {tmp_path}, not followed")
     ]
+
+
+def test_walk_names_only_old_temporary_copies_of_photos_and_sidecars(tmp_path):
+    write_jpeg(tmp_path / "a.jpg")
+    hour_ago = time.time() - 3700
+    names = [".a.jpg.k2x_9q0z.tmp", ".a.jpg.xmp.abcdefgh.tmp", ".a.jpg.recent12.tmp",
+             ".notes.txt.abcdefgh.tmp", ".a.jpg.toolong99.tmp.bak", ".DS_Store"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+        if name != ".a.jpg.recent12.tmp":
+            os.utime(tmp_path / name, (hour_ago, hour_ago))
+    abandoned = [Path(i.path).name for i in walk([tmp_path]) if isinstance(i, AbandonedTemp)]
+    assert abandoned == [".a.jpg.k2x_9q0z.tmp", ".a.jpg.xmp.abcdefgh.tmp"]
 
 
 def test_excludes_match_paths_from_the_scanned_folder(tmp_path):

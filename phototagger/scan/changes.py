@@ -15,7 +15,7 @@ from phototagger.hashing import algorithm_of, file_hash
 from phototagger.imaging import sniff_format
 from phototagger.index import KnownPhoto
 from phototagger.index.store import TagRule
-from phototagger.scan.walk import FoundFile, WalkProblem, has_image_extension
+from phototagger.scan.walk import AbandonedTemp, FoundFile, WalkProblem, has_image_extension
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class Plan:
     #: Photos marked missing by an earlier scan that are back, unchanged: no decode needed.
     found_again: list[int] = field(default_factory=list)
     problems: list[WalkProblem] = field(default_factory=list)
+    #: Temporary copies killed writes left beside photos: to delete.
+    abandoned: list[str] = field(default_factory=list)
 
     def count(self, reason: str) -> int:
         return sum(1 for item in self.work if item.reason == reason)
@@ -75,7 +77,7 @@ def looks_like_image(path: str) -> bool:
 
 
 def plan_changes(
-    found: Iterable[FoundFile | WalkProblem],
+    found: Iterable[FoundFile | WalkProblem | AbandonedTemp],
     known: Mapping[str, KnownPhoto],
     force: bool = False,
     wants_tag: TagRule | None = None,
@@ -90,6 +92,9 @@ def plan_changes(
     for item in found:
         if isinstance(item, WalkProblem):
             plan.problems.append(item)
+            continue
+        if isinstance(item, AbandonedTemp):
+            plan.abandoned.append(item.path)
             continue
         seen.add(item.path)
         photo = known.get(item.path)

@@ -173,6 +173,7 @@ class Scanner:
             found = walk(roots, self.options.excludes)
             plan = plan_changes(found, known, self.options.force, self._wants_tag, writing)
             self._count(plan, summary)
+            self._remove_abandoned(plan.abandoned)
             self._apply_moves_and_losses(session, plan)
             self._commit(session)
             if self._stop.is_set() and plan.work:
@@ -208,6 +209,16 @@ class Scanner:
         summary.missing = len(plan.missing)
         for problem in plan.problems:
             summary.fail(problem.path, problem.reason)
+
+    def _remove_abandoned(self, paths: list[str]) -> None:
+        """Delete the temporary copies that killed writes left (the photos are whole): said
+        once, on stderr, since something stopped a scan the hard way."""
+        if self.options.dry_run:
+            return
+        for path in paths:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+                log.warning("removed %s: a temporary copy left by a scan that was killed", path)
 
     def _apply_moves_and_losses(self, session: Session, plan: Plan) -> None:
         now = datetime.now(UTC)

@@ -9,9 +9,12 @@ from __future__ import annotations
 import fnmatch
 import os
 import stat
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from phototagger.tags.atomic import temp_target
 
 #: Extensions that promise an image: such a file with other content is reported, not ignored.
 IMAGE_EXTENSIONS = frozenset(
@@ -33,6 +36,18 @@ class FoundFile:
 
 
 @dataclass(frozen=True)
+class AbandonedTemp:
+    """A temporary copy a write of phototagger's left behind when its process was killed
+    (kill -9, the out-of-memory killer, a power cut): safe to delete, the photo is whole."""
+
+    path: str
+
+
+#: A temporary file this old is no write in progress (one takes well under a second).
+ABANDONED_AFTER_S = 3600
+
+
+@dataclass(frozen=True)
 class WalkProblem:
     """A file or folder the walk could not look into, with a one-line reason."""
 
@@ -44,7 +59,9 @@ def has_image_extension(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
 
-def walk(roots: Iterable[Path], excludes: Iterable[str] = ()) -> Iterator[FoundFile | WalkProblem]:
+def walk(
+    roots: Iterable[Path], excludes: Iterable[str] = ()
+) -> Iterator[FoundFile | WalkProblem | AbandonedTemp]:
     """Every regular file under ``roots`` once, in a stable order.
 
     ``excludes`` are glob patterns matched against each file or folder name, its path from the
@@ -104,6 +121,8 @@ def _walk_dir(
         return
     subfolders = []
     for entry in entries:
+        if entry.name.startswith(".") and _abandoned(entry):
+            yield AbandonedTemp(entry.path)
         if entry.name.startswith(".") or _excluded(entry.path, root, patterns):
             continue
         try:
@@ -118,6 +137,22 @@ def _walk_dir(
     below = above | {key: folder}
     for subfolder in subfolders:
         yield from _walk_dir(subfolder, root, patterns, seen_dirs, seen_files, below)
+
+
+def _abandoned(entry: os.DirEntry) -> bool:
+    """Whether ``entry`` is a temporary file of phototagger's for a photo or sidecar, left
+    long enough ago that no write can still be using it."""
+    target = temp_target(entry.name)
+    if target is None:
+        return False
+    extension = os.path.splitext(target)[1].lower()
+    if extension not in IMAGE_EXTENSIONS and extension != ".xmp":
+        return False
+    try:
+        info = entry.stat(follow_symlinks=False)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and time.time() - info.st_mtime > ABANDONED_AFTER_S
 
 
 def _file(path: str, seen_files: set[tuple[int, int]]) -> Iterator[FoundFile | WalkProblem]:

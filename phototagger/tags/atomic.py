@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 import tempfile
 from collections.abc import Callable, Sequence
@@ -12,6 +13,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from phototagger.hashing import content_hash
+
+#: What a temporary file is called: ``.NAME.XXXXXXXX.tmp`` beside the file NAME it replaces
+#: (tempfile.mkstemp's eight random characters), hidden from file browsers.
+_TEMP_NAME = re.compile(r"\.(?P<target>.+)\.[a-z0-9_]{8}\.tmp")
+
+
+def temp_target(name: str) -> str | None:
+    """The name of the file a temporary file called ``name`` was to replace, or None when
+    ``name`` is not one of atomic_write's temporary files."""
+    found = _TEMP_NAME.fullmatch(name)
+    return found["target"] if found else None
 
 
 class OwnerError(PermissionError):
