@@ -147,3 +147,24 @@ def test_content_hash_of_pieces_is_the_hash_of_the_file(tmp_path):
     whole = content_hash(data)
     assert whole == file_hash(str(photo)) == content_hash([data[:10], memoryview(data)[10:]])
     assert whole.startswith("xxh3:") and whole != content_hash(data[:-1])
+
+
+def test_a_failed_write_is_retried_only_once_its_folder_takes_files_again(tmp_path, monkeypatch):
+    """A read-only mount (a NAS share) fails every write: retried each night, every photo
+    would be decoded again and reported again, for nothing."""
+    from dataclasses import replace
+
+    from phototagger.scan import changes
+
+    photo = write_jpeg(tmp_path / "IMG_1.jpg")
+    index = {str(photo): replace(known(photo, 1), write_pending=True)}
+    read_only = {str(tmp_path)}
+    real_access = os.access
+    monkeypatch.setattr(changes.os, "access",
+                        lambda path, mode: path not in read_only and real_access(path, mode))
+    plan = plan_changes(walk([tmp_path]), index, writing=True)
+    assert (plan.work, plan.skipped) == (
+        [], [(str(photo), "tags not written before, folder still read-only")])
+    read_only.clear()  # remounted read-write
+    [work] = plan_changes(walk([tmp_path]), index, writing=True).work
+    assert work.reason == "retry-write"

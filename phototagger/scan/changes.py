@@ -65,6 +65,12 @@ def _gone(path: str) -> bool:
     return False
 
 
+def _writable_folder(path: str) -> bool:
+    """Whether the folder of ``path`` takes new files now (a temporary copy, a sidecar): a
+    read-only mount or folder is fixed by a person, after which the next scan writes."""
+    return os.access(os.path.dirname(path) or ".", os.W_OK | os.X_OK)
+
+
 def looks_like_image(path: str) -> bool:
     """Content decides; an image extension alone still gets a file examined (and reported)."""
     if has_image_extension(path):
@@ -111,6 +117,9 @@ def plan_changes(
             plan.skipped.append((item.path, "failed before and unchanged since"))
         elif not photo.predicted:
             plan.work.append(Work(item.path, item.size, item.mtime_ns, "new-model"))
+        elif photo.write_pending and writing and not _writable_folder(item.path):
+            # Retried, it would fail again: decoded for nothing, and reported every night.
+            plan.skipped.append((item.path, "tags not written before, folder still read-only"))
         elif photo.write_pending and writing:  # an index-only scan would retry forever
             plan.work.append(Work(item.path, item.size, item.mtime_ns, "retry-write"))
         elif wants_tag is not None and photo.tags_out_of_date(wants_tag, writing):

@@ -252,6 +252,8 @@ def _embed_refusal(real: Path) -> str | None:
     info = real.stat()
     if kind not in ("jpeg", "png"):
         return f"{real.suffix or 'this'} files are not edited in place"
+    if _on_read_only_file_system(real):
+        return "the file system is read-only"
     if not os.access(real, os.W_OK) or not info.st_mode & 0o222:
         return "the file is read-only"  # the mode bits count even for root
     if not os.access(real.parent, os.W_OK | os.X_OK):
@@ -259,6 +261,14 @@ def _embed_refusal(real: Path) -> str | None:
     if info.st_nlink > 1:
         return "hard-linked file: replacing it would split the links"
     return None
+
+
+def _on_read_only_file_system(path: Path) -> bool:
+    """Whether ``path`` lies on a file system mounted read-only (a NAS share, a camera card)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):  # AttributeError: no statvfs (Windows)
+        return False
 
 
 def _remove_tags(path: Path) -> RemoveResult:
