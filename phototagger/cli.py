@@ -301,6 +301,13 @@ def _logging(log_file: Path | None) -> Iterator[None]:
         logger.addHandler(handler)
     try:
         yield
+    except (PhototaggerError, SQLAlchemyError) as error:
+        # The night's log must say why there was no scan (the index locked, a full disk);
+        # stderr gets the one-line error from Command.
+        if len(handlers) > 1:
+            handlers[1].handle(logger.makeRecord(
+                logger.name, logging.ERROR, __file__, 0, "scan stopped: %s", (error,), None))
+        raise
     finally:
         for handler in handlers:
             logger.removeHandler(handler)

@@ -299,6 +299,19 @@ def test_tag_waits_for_a_running_scan_then_says_so(env):
     assert code == 2 and "another phototagger scan is using this index" in err
 
 
+def test_a_night_without_a_scan_says_why_in_the_log_too(env):
+    from phototagger.cli import open_library
+
+    log = env["tmp"] / "scan.log"
+    with open_library(None).lock():
+        code, out, err = run("scan", env["root"], "--model", env["model"], "--quiet",
+                             "--log", log)
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and "another phototagger scan is using this index" in err
+    [line] = log.read_text().splitlines()
+    assert " ERROR scan stopped: " in line and "another phototagger scan" in line
+
+
 def test_paths_format_gives_exact_bytes_of_non_utf8_names(env):
     raw = os.fsencode(str(env["root"])) + b"/caf\xe9.jpg"
     with open(raw, "wb") as handle:
