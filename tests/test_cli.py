@@ -245,7 +245,7 @@ def test_tag_before_any_scan_and_dry_run_leaves_no_index(env, tmp_path):
                        "--workers", 0)
     assert code == 0 and out.startswith("dry run: found 2 photos")
     assert "\nwould tag 1, " in out  # the other photo a person tagged
-    assert not fresh.exists() and not fresh.with_suffix(".lock").exists()
+    assert not fresh.exists() and not fresh.with_name(fresh.name + ".lock").exists()
 
 
 def test_a_dry_run_neither_creates_nor_upgrades_an_index(env, tmp_path):

@@ -118,6 +118,13 @@ def test_second_scan_lock_gives_a_clear_error(library):
         pass
 
 
+def test_indexes_that_differ_only_in_their_extension_have_locks_of_their_own(tmp_path):
+    first = Library(f"sqlite:///{tmp_path / 'photos.sqlite3'}")
+    second = Library(f"sqlite:///{tmp_path / 'photos.db'}")
+    with first.lock(), second.lock(wait=0):
+        pass
+
+
 def test_an_index_made_by_the_first_release_upgrades_keeping_its_photos(tmp_path):
     from alembic import command
     from alembic.config import Config

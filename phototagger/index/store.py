@@ -520,7 +520,9 @@ def _lock_path(url: str) -> Path | None:
     if parsed.get_backend_name() == "sqlite":
         if not parsed.database or parsed.database == ":memory:":
             return None
-        return Path(parsed.database).expanduser().with_suffix(".lock")
+        index = Path(parsed.database).expanduser()
+        # The index's whole name: index.db and index.sqlite3 are two indexes, not one lock.
+        return index.with_name(index.name + ".lock")
     digest = hashlib.sha256(url.encode()).hexdigest()[:16]
     folder = Path(user_cache_dir("phototagger")) / "locks"
     folder.mkdir(parents=True, exist_ok=True)
