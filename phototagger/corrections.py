@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -86,14 +85,7 @@ def _confirm_one(
     session.flush()
     message = f"confirmed as {landmark.name}"
     if write != "none":
-        request = tags.TagRequest(
-            landmark=landmark,
-            confidence=None,
-            source="person",
-            model=None,
-            top_k=[],
-            tagged_at=datetime.now(UTC),
-        )
+        request = tags.TagRequest.persons(landmark)
         try:
             result = write_photo_tags(session, photo, request, write)
         except PhototaggerError as error:

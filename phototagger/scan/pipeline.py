@@ -586,14 +586,7 @@ class Scanner:
         landmark = self.library.landmark(session, photo.landmark_slug)
         if landmark is None or self.options.write == "none":
             return None
-        return tags.TagRequest(
-            landmark=landmark,
-            confidence=None,
-            source="person",
-            model=None,
-            top_k=[],
-            tagged_at=datetime.now(UTC),
-        )
+        return tags.TagRequest.persons(landmark)
 
     def _adopt_person_tag(self, session: Session, photo: orm.Photo, found: tags.ReadTags) -> None:
         """A person's tag the file carries but this index does not know (the index was lost,

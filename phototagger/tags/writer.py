@@ -13,7 +13,7 @@ import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from phototagger.errors import TagWriteError
@@ -45,6 +45,11 @@ class TagRequest:
     model: str | None
     top_k: list[tuple[str, float]]  # [(landmark name, probability), ...] best first
     tagged_at: datetime  # timezone-aware
+
+    @classmethod
+    def persons(cls, landmark: Landmark) -> TagRequest:
+        """A person's landmark, set now (`phototagger tag`, or written again by a scan)."""
+        return cls(landmark, None, "person", None, [], datetime.now(UTC))
 
 
 @dataclass
