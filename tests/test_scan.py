@@ -837,6 +837,7 @@ def test_a_scan_removes_the_temporary_copy_a_killed_write_left(library, model, t
     old, recent = sorted(root.glob(".IMG_1.jpg.*.tmp"))
     os.utime(old, (time.time() - 2 * 3600,) * 2)  # left by last night's killed scan
     assert scan(library, model, root, dry_run=True).found == 1 and old.exists()
+    assert scan(library, model, root, write="none").found == 1 and old.exists()
     with caplog.at_level(logging.WARNING, "phototagger.scan"):
         summary = scan(library, model, root)
     assert (summary.found, summary.failed) == (1, [])

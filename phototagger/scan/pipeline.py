@@ -212,8 +212,9 @@ class Scanner:
 
     def _remove_abandoned(self, paths: list[str]) -> None:
         """Delete the temporary copies that killed writes left (the photos are whole): said
-        once, on stderr, since something stopped a scan the hard way."""
-        if self.options.dry_run:
+        once, on stderr, since something stopped a scan the hard way. A scan that writes
+        nothing (a dry run, --write none) leaves the folders as they are."""
+        if self.options.dry_run or self.options.write == "none":
             return
         for path in paths:
             with contextlib.suppress(FileNotFoundError):
