@@ -286,6 +286,7 @@ def _logging(log_file: Path | None) -> Iterator[None]:
     to_stderr.setFormatter(logging.Formatter("warning: %(message)s"))
     to_stderr.addFilter(lambda record: record.name != failures_log.name)
     handlers: list[logging.Handler] = [to_stderr]
+    to_file: logging.Handler | None = None
     if log_file is not None:
         try:
             log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -304,8 +305,8 @@ def _logging(log_file: Path | None) -> Iterator[None]:
     except (PhototaggerError, SQLAlchemyError) as error:
         # The night's log must say why there was no scan (the index locked, a full disk);
         # stderr gets the one-line error from Command.
-        if len(handlers) > 1:
-            handlers[1].handle(logger.makeRecord(
+        if to_file is not None:
+            to_file.handle(logger.makeRecord(
                 logger.name, logging.ERROR, __file__, 0, "scan stopped: %s", (error,), None))
         raise
     finally:
