@@ -25,6 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from phototagger import config
 from phototagger.errors import ConfigError, PhototaggerError
 from phototagger.filetags import WRITE_MODES
+from phototagger.index.store import STATES
 
 if TYPE_CHECKING:
     from phototagger.index import Library
@@ -125,6 +126,13 @@ def load_model(model_path: Path | None, device: str = "auto") -> LandmarkModel:
     model = LandmarkModel.load(path, device)
     if device == "cuda":
         model.device  # noqa: B018 - fail now, not after the walk, when CUDA is missing
+    if model.evidence is None:
+        click.echo(
+            f"warning: {path} is a model file of format 1, without reference photos: nothing "
+            "it says can be verified, so its landmarks are suggestions only, never written "
+            "into files (`python -m training gallery` adds reference photos)",
+            err=True,
+        )
     return model
 
 
@@ -181,6 +189,13 @@ def main() -> None:
 )
 @click.option("--keep-mtime", is_flag=True, help="Keep each tagged file's modification time.")
 @click.option(
+    "--position/--no-position",
+    default=True,
+    show_default=True,
+    help="Also write the landmark's position as the photo's estimated GPS position (photo "
+    "managers put it on their maps); --no-position writes the landmark and place names only.",
+)
+@click.option(
     "-q", "--quiet", is_flag=True, help="Print nothing unless something failed (or --json)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -204,6 +219,7 @@ def scan(
     excludes,
     wait,
     keep_mtime,
+    position,
     quiet,
     as_json,
     log_file,
@@ -222,6 +238,7 @@ def scan(
         wait=wait,
         progress=not quiet and not as_json and sys.stderr.isatty(),
         preserve_mtime=keep_mtime,
+        estimate_position=position,
     )
     with _logging(log_file):
         scanner = Scanner(open_library(db, dry_run), load_model(model_path, device), options)
@@ -333,7 +350,10 @@ def _print_summary(summary, quiet: bool) -> None:
             f"{summary.missing} missing"
         )
         click.echo(
-            f"{tagged} {summary.tagged}, below threshold {summary.below_threshold}, "
+            f"{tagged} {summary.tagged}, suggested {summary.suggested}, "
+            f"below threshold {summary.below_threshold}, "
+            + (f"not like its known photos {summary.not_similar}, " if summary.not_similar
+               else "")
             + (
                 f"too far from the camera's GPS {summary.far_from_camera}, "
                 if summary.far_from_camera
@@ -382,6 +402,15 @@ def _printable(path: str) -> str:
 )
 @click.option("--limit", type=click.IntRange(1))
 @click.option(
+    "--state",
+    default="tagged",
+    show_default=True,
+    type=click.Choice(STATES),
+    help="Which photos: tagged, suggested (plausible, not written into files: `tag` confirms, "
+    "`untag` rejects), none, person (a person's tags and removals), or all.",
+)
+@click.option("--suggested", is_flag=True, help="The same as --state suggested.")
+@click.option(
     "--format",
     "output",
     default="table",
@@ -395,10 +424,15 @@ def _printable(path: str) -> str:
     help="With --format paths: end each path with a NUL byte, for xargs -0 (spaces, newlines).",
 )
 @db_option
-def query(landmark, country, city, min_confidence, under, limit, output, null, db) -> None:
-    """Find tagged photos in the index."""
+def query(
+    landmark, country, city, min_confidence, under, limit, state, suggested, output, null, db
+) -> None:
+    """Find photos in the index: tagged ones, or those in another --state."""
     if null and output != "paths":
         raise click.UsageError("--null goes with --format paths")
+    if suggested and state not in ("tagged", "suggested"):
+        raise click.UsageError("--suggested is --state suggested: give one of them")
+    state = "suggested" if suggested else state
     library = open_library(db, existing=True)
     with library.session() as session:
         photos = library.find(
@@ -409,6 +443,7 @@ def query(landmark, country, city, min_confidence, under, limit, output, null, d
             min_confidence=min_confidence,
             under=under,
             limit=limit,
+            state=state,
         )
         rows = [_photo_row(photo) for photo in photos]
         paths = [photo.fs_path for photo in photos]
@@ -433,12 +468,13 @@ def _photo_row_fields() -> tuple[str, ...]:
 
 
 def _photo_row(photo) -> dict:
-    landmark = photo.landmark
+    landmark = photo.landmark or photo.suggestion
+    state = photo.tag_state or ("suggested" if photo.suggestion else None)
     return {
         "path": photo.path,
         "landmark": landmark.name if landmark else None,
         "confidence": round(photo.confidence, 4) if photo.confidence is not None else None,
-        "state": photo.tag_state,
+        "state": state,
         "city": landmark.city if landmark else None,
         "country": landmark.country if landmark else None,
         "latitude": landmark.latitude if landmark else None,
@@ -450,26 +486,36 @@ def _print_table(rows: list[dict]) -> None:
     if not rows:
         click.echo("no photos found", err=True)
         return
+    shown = {"confirmed": "person", "removed": "removed by a person", "suggested": "suggested"}
     for row in rows:
-        confidence = "person" if row["state"] == "confirmed" else f"{row['confidence']:.2f}"
+        confidence = shown.get(row["state"]) or (
+            "-" if row["confidence"] is None else f"{row['confidence']:.2f}")
         place = ", ".join(part for part in (row["city"], row["country"]) if part)
-        click.echo(f"{row['path']}\t{row['landmark']}\t{confidence}\t{place}")
+        click.echo(f"{row['path']}\t{row['landmark'] or '-'}\t{confidence}\t{place}")
 
 
 @main.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--landmark", required=True, help="The landmark the photos show.")
 @click.option("--write", default="embed", show_default=True, type=click.Choice(WRITE_MODES))
+@click.option(
+    "--position/--no-position",
+    default=True,
+    show_default=True,
+    help="Also write the landmark's position as the photo's estimated GPS position (photo "
+    "managers put it on their maps); --no-position writes the landmark and place names only.",
+)
 @model_option
 @wait_option
 @db_option
-def tag(files, landmark, write, model_path, wait, db) -> None:
-    """Set the landmark of FILES by hand; scans never overwrite it."""
+def tag(files, landmark, write, position, model_path, wait, db) -> None:
+    """Set the landmark of FILES by hand (or confirm a suggestion); scans never overwrite it."""
     from phototagger.corrections import confirm_landmark
 
     known = load_model(model_path).classes if model_path or config.DEFAULT_MODEL.is_file() else []
     paths = [str(f) for f in files]
-    _report(confirm_landmark(open_library(db), paths, landmark, write, landmarks=known, wait=wait))
+    _report(confirm_landmark(open_library(db), paths, landmark, write, landmarks=known, wait=wait,
+                             estimate_position=position))
 
 
 @main.command()
@@ -521,7 +567,7 @@ def info(file, db) -> None:
     from phototagger import tags
     from phototagger.imaging import is_featureless
 
-    library = open_library(db, existing=True)
+    library = open_library(db, existing=True)  # info, never a scan: nothing here loads torch
     with library.session() as session:
         path = Path(library.indexed_path(session, file))
         photo = library.photo_at(session, path)
@@ -544,21 +590,30 @@ def info(file, db) -> None:
             if landmark:
                 confidence = "" if photo.confidence is None else f" {photo.confidence:.3f}"
                 click.echo(f"landmark: {landmark.name}{confidence} [{photo.tag_state}]")
+            elif photo.suggestion:
+                click.echo(f"suggested: {photo.suggestion.name} [not written into the file; "
+                           f"`phototagger tag FILE --landmark {photo.suggestion.slug}` confirms "
+                           "it, `phototagger untag FILE` rejects it]")
             elif photo.tag_state == "removed":
                 click.echo("landmark: none [removed by a person: scans leave it untagged; "
                            "`phototagger untag --retag FILE` lets them tag it again]")
             elif photo.predictions:
-                click.echo("landmark: none (a scan tags a prediction below only when it "
-                           "clears the threshold, the image has detail and the camera was near)")
+                click.echo("landmark: none")
+            landmarks = {lm.slug: lm for lm in library.all_landmarks(session)}
+            explanation = _explain(photo, landmarks)
+            if explanation:
+                click.echo(f"why: {explanation}")
             if photo.camera_latitude is not None:
                 click.echo(f"camera GPS: {photo.camera_latitude:.6f}, {photo.camera_longitude:.6f}")
-            landmarks = {lm.slug: lm for lm in library.all_landmarks(session)}
             for prediction in photo.predictions:
                 guess = landmarks.get(prediction.slug)
+                evidence = "" if prediction.similarity is None else (
+                    f", like its known photos {prediction.similarity:.3f}"
+                    f" (ordinary photos {prediction.ordinary:.3f})")
                 click.echo(
                     f"  {prediction.model.model_id} #{prediction.rank + 1}: "
                     f"{guess.name if guess else prediction.slug} {prediction.probability:.3f}"
-                    + _from_camera(landmarks, photo, prediction.slug)
+                    + evidence + _from_camera(landmarks, photo, prediction.slug)
                 )
             for write in photo.writes:
                 click.echo(f"written: {write.mode} {write.target} ({write.written:%Y-%m-%d %H:%M})")
@@ -579,6 +634,22 @@ def info(file, db) -> None:
             )
         if photo is not None and photo.write_error:
             click.echo(f"last write failed: {photo.write_error}")
+
+
+def _explain(photo, landmarks: dict) -> str | None:
+    """The last scan's decision on the photo in plain words, from what the index recorded."""
+    from phototagger.decision import Decision, Evidence, Policy
+    from phototagger.landmarks import Landmark
+
+    best = [p for p in photo.predictions if p.rank == 0]
+    if not photo.decision or not best:
+        return None
+    latest = max(best, key=lambda p: p.model_pk)
+    landmark = landmarks.get(latest.slug) or Landmark(latest.slug, latest.slug)
+    evidence = Evidence(landmark, latest.probability, latest.similarity, latest.ordinary)
+    camera = (photo.camera_latitude, photo.camera_longitude)
+    decision = Decision.recorded(photo.decision, evidence, None if None in camera else camera)
+    return decision.explain(Policy.recorded(latest.model))
 
 
 def _from_camera(landmarks: dict, photo, slug: str) -> str:
@@ -654,22 +725,14 @@ def _print_prediction(result) -> None:
         click.echo(f"{_printable(result.source)}: error: {result.error}", err=True)
         return
     click.echo(f"{_printable(result.source)}:")
-    if result.featureless:
-        click.echo("  no confident landmark (the image has next to no detail)")
-    elif result.far_from_camera is not None:
-        click.echo(
-            f"  no confident landmark (the camera's GPS puts {result.guesses[0].landmark.name} "
-            f"{result.far_from_camera:,.0f} km away)"
-        )
-    elif not result.confident:
-        click.echo(f"  no confident landmark (best below {result.threshold:.2f})")
-    for guess in result.guesses:
-        landmark = guess.landmark
+    click.echo(f"  {result.explanation}")
+    for candidate in result.candidates:
+        landmark = candidate.landmark
         place = ", ".join(p for p in (landmark.city, landmark.country) if p)
         where = ""
         if landmark.has_location:
             where = f" [{landmark.latitude:.4f}, {landmark.longitude:.4f}]"
-        click.echo(f"  {guess.probability:6.1%}  {landmark.name}  {place}{where}")
+        click.echo(f"  {candidate.probability:6.1%}  {landmark.name}  {place}{where}")
 
 
 @main.command()

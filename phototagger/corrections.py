@@ -51,11 +51,13 @@ def confirm_landmark(
     *,
     landmarks: Iterable[Landmark] = (),
     wait: float = 10,
+    estimate_position: bool = True,
 ) -> list[Outcome]:
     """Record ``name`` as the confirmed landmark of each file and write it into the file.
 
     ``landmarks`` (a model's classes) are added to those the index knows, so a person can tag
-    before any scan has run.
+    before any scan has run. ``estimate_position``: also write the landmark's position as the
+    photo's estimated GPS position.
     """
     outcomes = []
     with library.lock(wait), library.session() as session:
@@ -63,12 +65,19 @@ def confirm_landmark(
         landmark = resolve_landmark(library, session, name)
         for path in paths:
             indexed = library.indexed_path(session, path)
-            outcomes.append(_confirm_one(library, session, indexed, landmark, write))
+            outcomes.append(
+                _confirm_one(library, session, indexed, landmark, write, estimate_position)
+            )
     return outcomes
 
 
 def _confirm_one(
-    library: Library, session: Session, path: str, landmark: Landmark, write: str
+    library: Library,
+    session: Session,
+    path: str,
+    landmark: Landmark,
+    write: str,
+    estimate_position: bool,
 ) -> Outcome:
     if not os.path.isfile(path):
         return Outcome(path, False, "no such file")
@@ -82,10 +91,11 @@ def _confirm_one(
         restat(photo)
     photo.landmark_slug, photo.confidence = landmark.slug, None
     photo.tag_state, photo.model_pk = "confirmed", None
+    photo.suggested_slug = None  # confirmed, or replaced by the person's own landmark
     session.flush()
     message = f"confirmed as {landmark.name}"
     if write != "none":
-        request = tags.TagRequest.persons(landmark)
+        request = tags.TagRequest.persons(landmark, estimate_position)
         try:
             result = write_photo_tags(session, photo, request, write)
         except PhototaggerError as error:
@@ -103,14 +113,16 @@ def remove_landmark(
 
     The photos are then kept from later scans' tags, unless ``retag``: then the next scan
     tags them again as it would any photo (how tags move between files and sidecars), and
-    writes a person's confirmed landmark again rather than the model's.
+    writes a person's confirmed landmark again rather than the model's. A person's removal
+    is a decision like a person's tag: ``retag`` lifts it only for files named one by one,
+    never for every photo at once.
     """
     outcomes = []
     with library.lock(wait), library.session() as session:
         if paths is None:
             tagged = orm.Photo.landmark_slug.is_not(None) | orm.Photo.writes.any()
-            if retag:  # and those an earlier untag kept from scans
-                tagged |= orm.Photo.tag_state.in_(("removed", "confirmed"))
+            if retag:  # a person's removal stays, whatever the recipe
+                tagged &= orm.Photo.tag_state.is_(None) | (orm.Photo.tag_state != "removed")
             query = select(orm.Photo).where(tagged)
             photos = [(photo.fs_path, photo) for photo in session.scalars(query).unique()]
         else:
@@ -142,6 +154,7 @@ def _remove_one(session: Session, path: str, photo: orm.Photo | None, retag: boo
     kept = retag and persons
     if photo is not None and not kept:
         photo.landmark_slug = photo.confidence = photo.model_pk = None
+        photo.suggested_slug = None  # a rejected suggestion is a removal too
         photo.tag_state = None if retag else "removed"
     session.commit()
     if left:

@@ -12,6 +12,7 @@ import math
 import warnings
 import zipfile
 from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,13 +26,17 @@ if TYPE_CHECKING:
 
 META_NAME = "phototagger.json"
 FORMAT = "phototagger-model"
-FORMAT_VERSION = 1
+#: 2: the network also returns its evidence (reference photos inside the file, see
+#: training/gallery.py); 1: logits only, read with no evidence, so nothing it says is written.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 DEVICES = ("auto", "cpu", "cuda")
 #: On a CPU the network runs this many images at a time, whatever the batch: the activations
 #: of a few images stay in cache. Measured on two cores with EfficientNet-Lite0 at 224 px:
 #: about 50 images/s in chunks of 4 against 33 for a whole batch of 32.
 CPU_CHUNK = 4
 _REQUIRED = ("name", "version", "architecture", "classes", "preprocess")
+_EVIDENCE_REQUIRED = ("split", "references", "tag_margin", "suggest_margin")
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -51,10 +56,13 @@ def validate_meta(meta: dict) -> None:
     """Raise ModelFormatError unless ``meta`` is complete enough to tag photos with."""
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFormatError("not a phototagger model (no phototagger metadata)")
-    if meta.get("format_version") != FORMAT_VERSION:
+    version = meta.get("format_version")
+    if version not in READABLE_VERSIONS:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
         raise ModelFormatError(
-            f"unsupported model format version {meta.get('format_version')!r}"
-            f" (this phototagger reads {FORMAT_VERSION})"
+            f"unsupported model format version {version!r}"
+            f" (this phototagger reads {' and '.join(map(str, READABLE_VERSIONS))}"
+            + ("; upgrade phototagger)" if newer else ")")
         )
     missing = [key for key in _REQUIRED if key not in meta]
     if missing:
@@ -72,6 +80,12 @@ def validate_meta(meta: dict) -> None:
         raise ModelFormatError(f"bad temperature {temperature!r}")
     if not (isinstance(threshold, (int, float)) and 0 <= threshold <= 1):
         raise ModelFormatError(f"bad threshold {threshold!r}")
+    if version >= 2:
+        evidence = meta.get("evidence")
+        lacking = [k for k in _EVIDENCE_REQUIRED if not isinstance(evidence, dict)
+                   or not isinstance(evidence.get(k), (int, float))]
+        if lacking:
+            raise ModelFormatError(f"model metadata lacks evidence {', '.join(lacking)}")
 
 
 def save_model_file(module: torch.jit.ScriptModule, meta: dict, path: str | Path) -> None:
@@ -84,7 +98,8 @@ def save_model_file(module: torch.jit.ScriptModule, meta: dict, path: str | Path
 
     from phototagger.tags.atomic import atomic_write
 
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta}
+    version = FORMAT_VERSION if "evidence" in meta else 1  # a network still without its gallery
+    meta = {**meta, "format": FORMAT, "format_version": version}
     validate_meta(meta)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -129,6 +144,29 @@ def read_meta(path: str | Path) -> dict:
     return meta
 
 
+@dataclass
+class Scores:
+    """What the network says of a batch: probabilities, and with format 2 its evidence."""
+
+    probabilities: torch.Tensor
+    #: Before the temperature: what calibration fits.
+    logits: torch.Tensor
+    #: ``N x classes``: how alike each photo is to each landmark's reference photos.
+    similarity: torch.Tensor | None = None
+    #: ``N``: how alike each photo is to the ordinary reference photos (of no landmark).
+    ordinary: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One of a photo's top-k landmarks with its probability and evidence (None: no gallery)."""
+
+    landmark: Landmark
+    probability: float
+    similarity: float | None = None
+    ordinary: float | None = None
+
+
 class LandmarkModel:
     """A model file: its classes and how to feed it now, its network on first use.
 
@@ -150,6 +188,8 @@ class LandmarkModel:
         self.architecture = str(meta["architecture"])
         self.temperature = float(meta.get("temperature", 1.0))
         self.threshold = float(meta.get("threshold", 0.5))
+        #: The reference photos' settings (format 2); None: a file that brings no evidence.
+        self.evidence: dict | None = meta.get("evidence") if meta["format_version"] >= 2 else None
         self.sha256 = file_hash(str(path), "sha256")
         self.model_id = f"{self.name}@{self.version}+{self.sha256[:12]}"
         self._module = None
@@ -200,7 +240,7 @@ class LandmarkModel:
 
         size = self.preprocess.input_size
         try:
-            width = self.probabilities(torch.zeros(batch, 3, size, size)).shape[-1]
+            scores = self.scores(torch.zeros(batch, 3, size, size))
         except torch.cuda.OutOfMemoryError:
             raise ConfigError(
                 f"not enough GPU memory for a batch of {batch}: try a smaller --batch-size"
@@ -208,14 +248,22 @@ class LandmarkModel:
         except Exception as error:
             self._module = None
             raise ModelFormatError(f"model cannot run on its own input size: {error}") from None
-        if width != len(self.classes):
+        widths = {scores.probabilities.shape[-1]}
+        if scores.similarity is not None:
+            widths.add(scores.similarity.shape[-1])
+        if widths != {len(self.classes)}:
             self._module = None
             raise ModelFormatError(
-                f"model outputs {width} scores but its metadata lists {len(self.classes)} classes"
+                f"model outputs {max(widths)} scores but its metadata lists {len(self.classes)}"
+                " classes"
             )
 
     def probabilities(self, batch: torch.Tensor, pad_to: int | None = None) -> torch.Tensor:
-        """Calibrated class probabilities for a preprocessed batch, on the CPU.
+        """Calibrated class probabilities for a preprocessed batch, on the CPU."""
+        return self.scores(batch, pad_to).probabilities
+
+    def scores(self, batch: torch.Tensor, pad_to: int | None = None) -> Scores:
+        """Calibrated class probabilities and the reference photos' evidence, on the CPU.
 
         ``pad_to``: on CUDA, a shorter batch runs padded to this many rows (their scores are
         dropped). There every new batch shape costs seconds of kernel selection (measured on
@@ -234,9 +282,12 @@ class LandmarkModel:
         # On CUDA, TorchScript's re-optimisation at the second call cost 0.2 s alone and about
         # 2 s in a busy scan (H200), for no gain: a batch of 32 takes 4 ms either way.
         with torch.inference_mode(), autocast, torch.jit.optimized_execution(not on_cuda):
-            logits = torch.cat([module(chunk) for chunk in chunks])
-        logits = logits[:count].float() / self.temperature
-        return torch.softmax(logits, dim=-1).cpu()
+            outputs = [module(chunk) for chunk in chunks]
+        if self.evidence is None:  # format 1: the logits alone
+            outputs = [(logits,) for logits in outputs]
+        parts = [torch.cat(part)[:count].float().cpu() for part in zip(*outputs, strict=True)]
+        probabilities = torch.softmax(parts[0] / self.temperature, dim=-1)
+        return Scores(probabilities, *parts)
 
     def warm_up(self, batch_size: int) -> None:
         """Run the network once on a batch of zeros of this size (loading it if need be).
@@ -250,14 +301,24 @@ class LandmarkModel:
         else:
             self._check_output_width(batch_size)
 
-    def top_k(self, probs: torch.Tensor, k: int = 5) -> list[list[tuple[Landmark, float]]]:
+    def ranked(self, scores: Scores, k: int = 5) -> list[list[Candidate]]:
+        """The top-k candidates of each photo, each with its evidence."""
         k = min(k, len(self.classes))
-        values, indices = probs.topk(k, dim=-1)
-        rows = zip(values.tolist(), indices.tolist(), strict=True)
-        return [
-            [(self.classes[i], _finite(p)) for p, i in zip(ps, idx, strict=True)]
-            for ps, idx in rows
-        ]
+        values, indices = scores.probabilities.topk(k, dim=-1)
+        rows = []
+        for row, (ps, idx) in enumerate(zip(values.tolist(), indices.tolist(), strict=True)):
+            ordinary = None if scores.ordinary is None else _finite(float(scores.ordinary[row]))
+            rows.append([
+                Candidate(
+                    self.classes[i],
+                    _finite(p),
+                    None if scores.similarity is None
+                    else _finite(float(scores.similarity[row, i])),
+                    ordinary,
+                )
+                for p, i in zip(ps, idx, strict=True)
+            ])
+        return rows
 
     def landmark(self, slug: str) -> Landmark | None:
         return self._by_slug.get(slug)

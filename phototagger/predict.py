@@ -1,85 +1,85 @@
-"""The most likely landmarks in one photo: what ``predict`` and the app show.
+"""The most likely landmarks in one photo, and what a scan would decide: ``predict`` and the app.
 
-Same decoding and preprocessing as ``scan`` (``imaging``), same model loading (``model``).
+Same decoding and preprocessing as ``scan`` (``imaging``), same model loading (``model``), same
+decision (``decision``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from phototagger.decision import Decision, Evidence, Facts, Policy, decide
 from phototagger.errors import ImageError
-from phototagger.imaging import is_featureless, prepare, read_file
-from phototagger.landmarks import Landmark
-from phototagger.model import LandmarkModel
+from phototagger.imaging import prepare, read_file
+from phototagger.model import Candidate, LandmarkModel
 from phototagger.tags import read_camera_gps
 
 
 @dataclass
-class Guess:
-    landmark: Landmark
-    probability: float
-
-    def to_dict(self) -> dict:
-        return {**self.landmark.to_dict(), "probability": round(self.probability, 4)}
-
-
-@dataclass
 class ImagePrediction:
-    """Top-k guesses for one image; ``confident`` when a scan would tag the best one: it
-    reaches the model's threshold, the image has detail to go on, and the camera's own GPS,
-    if any, is near enough to it."""
+    """Top-k candidates for one image and the decision a scan would make on the best one."""
 
     source: str
-    guesses: list[Guess] = field(default_factory=list)
-    threshold: float = 0.0
+    policy: Policy
+    candidates: list[Candidate] = field(default_factory=list)
     error: str | None = None
     camera_gps: tuple[float, float] | None = None
-    #: Too little detail for the model's answer to mean anything (imaging.MIN_DETAIL).
-    featureless: bool = False
-
-    @property
-    def sure_enough(self) -> bool:
-        return bool(self.guesses) and self.guesses[0].probability >= self.threshold
-
-    @property
-    def far_from_camera(self) -> float | None:
-        """km between the camera and a sure best guess it could not have shown, else None."""
-        if not self.sure_enough or self.guesses[0].landmark.seen_from(self.camera_gps):
-            return None
-        return self.guesses[0].landmark.distance_from(self.camera_gps)
+    decision: Decision | None = None
 
     @property
     def confident(self) -> bool:
-        return self.sure_enough and not self.featureless and self.far_from_camera is None
+        """Whether a scan would write the best candidate into the file."""
+        return self.decision is not None and self.decision.tagged
+
+    @property
+    def explanation(self) -> str | None:
+        return None if self.decision is None else self.decision.explain(self.policy)
 
     def to_dict(self) -> dict:
-        far = self.far_from_camera
+        decision = self.decision
         return {
             "source": self.source,
             "error": self.error,
             "confident": self.confident,
-            "threshold": self.threshold,
+            "outcome": None if decision is None else decision.outcome.value,
+            "reason": None if decision is None else decision.reason.value,
+            "explanation": self.explanation,
+            "threshold": self.policy.threshold,
+            "tag_margin": self.policy.tag_margin,
             "camera_gps": list(self.camera_gps) if self.camera_gps else None,
-            "featureless": self.featureless,
-            "far_from_camera_km": None if far is None else round(far),
-            "landmarks": [guess.to_dict() for guess in self.guesses],
+            "far_from_camera_km": None if decision is None or decision.distance_km is None
+            else round(decision.distance_km),
+            "landmarks": [_candidate_dict(c) for c in self.candidates],
         }
+
+
+def _candidate_dict(candidate: Candidate) -> dict:
+    margin = None
+    if candidate.similarity is not None and candidate.ordinary is not None:
+        margin = round(candidate.similarity - candidate.ordinary, 4)
+    return {
+        **candidate.landmark.to_dict(),
+        "probability": round(candidate.probability, 4),
+        "similarity": None if candidate.similarity is None else round(candidate.similarity, 4),
+        "margin": margin,
+    }
 
 
 def predict_bytes(
     model: LandmarkModel, data: bytes, source: str, top_k: int = 5
 ) -> ImagePrediction:
     """Predict from an image's bytes; a bad image gives an ``error``, not an exception."""
-    result = ImagePrediction(source, threshold=model.threshold)
+    result = ImagePrediction(source, Policy.of(model))
     try:
         tensor, facts = prepare(data, model.preprocess)
     except ImageError as error:
         result.error = str(error)
         return result
     result.camera_gps = read_camera_gps(source, data)
-    result.featureless = is_featureless(facts.detail)
-    probabilities = model.probabilities(tensor.unsqueeze(0))
-    result.guesses = [Guess(lm, p) for lm, p in model.top_k(probabilities, top_k)[0]]
+    result.candidates = model.ranked(model.scores(tensor.unsqueeze(0)), top_k)[0]
+    best = result.candidates[0]
+    evidence = Evidence(best.landmark, best.probability, best.similarity, best.ordinary)
+    result.decision = decide(evidence, Facts(facts.detail, result.camera_gps), result.policy)
     return result
 
 
@@ -87,5 +87,5 @@ def predict_file(model: LandmarkModel, path: str, top_k: int = 5) -> ImagePredic
     try:
         data = read_file(path)
     except ImageError as error:
-        return ImagePrediction(path, threshold=model.threshold, error=str(error))
+        return ImagePrediction(path, Policy.of(model), error=str(error))
     return predict_bytes(model, data, path, top_k)

@@ -17,17 +17,46 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 class TinyNet(nn.Module):
-    """Small enough to build in a test, real enough to give different scores to different images."""
+    """Small enough to build in a test, real enough to give different scores to different images.
+
+    Laid out as the real networks are (``features``, ``pool``, ``classifier``), so that
+    ``training.gallery`` can give it reference photos."""
 
     def __init__(self, classes: int):
         super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1)
-        )
-        self.head = nn.Linear(8, classes)
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Linear(8, classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.flatten(self.features(x), 1))
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
+#: Margins every photo passes: the fixture model tags whatever clears its threshold, as the
+#: tests of the scan, the index and the files want; the gate has tests of its own.
+OPEN_GATE = {"tag_margin": -4.0, "suggest_margin": -4.0}
+
+
+def gated(net: nn.Module, classes: int, references=None, ordinary=None, **margins):
+    """``net`` with reference photos (format 2): ``references`` a list of (image tensor, class)
+    and ``ordinary`` a list of image tensors, both preprocessed; none: no reference photos."""
+    from training.gallery import EvidenceNetwork, Views, fit_projection, set_references
+
+    network = EvidenceNetwork(net, len(net.features), None, 8, classes).eval()
+
+    def views(images):
+        with torch.no_grad():
+            logits, landmark, imagenet = network.features(torch.stack(images))
+        return Views(logits, landmark, imagenet, list(range(len(images))))
+
+    if references:
+        refs = views([image for image, _ in references])
+        fit_projection(network, refs)
+        set_references(network, refs, [label for _, label in references],
+                       views(ordinary) if ordinary else None)
+    evidence = {"split": len(net.features), "neighbours": network.neighbours, "dimensions": 8,
+                "references": len(references or ()), **OPEN_GATE, **margins}
+    return torch.jit.script(network), evidence
 
 
 def tiny_model_meta(classes: list[dict], **overrides) -> dict:
@@ -49,12 +78,18 @@ def tiny_model_meta(classes: list[dict], **overrides) -> dict:
     return meta
 
 
-def build_tiny_model(path: Path, **overrides) -> Path:
+def build_tiny_model(path: Path, format_version: int = 2, **overrides) -> Path:
+    """The fixture landmarks on a TinyNet; format 2 with an open gate, or format 1."""
     torch.manual_seed(0)
     gazetteer = read_gazetteer(FIXTURES / "gazetteer.csv")
     classes = [landmark.to_dict() for landmark in gazetteer.values()]
     net = TinyNet(len(classes)).eval()
-    save_model_file(torch.jit.script(net), tiny_model_meta(classes, **overrides), path)
+    meta = tiny_model_meta(classes, **overrides)
+    if format_version == 1:
+        save_model_file(torch.jit.script(net), meta, path)
+        return path
+    module, evidence = gated(net, len(classes))
+    save_model_file(module, {"evidence": evidence, **meta}, path)
     return path
 
 

@@ -162,14 +162,24 @@ def test_untag_retag_lets_tags_move_from_the_files_into_sidecars(env):
 
 
 
-def test_untag_all_retag_undoes_an_earlier_untag_all(env):
+def test_a_persons_removal_holds_against_untag_all_retag_and_a_new_write_mode(env):
+    """The recipe for moving tags (untag --all --retag, then a sidecar scan) must not put back
+    what a person took away: only the person, naming the file, can lift a removal."""
+    from phototagger import tags
+
     scan = ["scan", env["root"], "--model", env["model"], "--workers", 0, "--threshold", 0]
     assert run(*scan)[0] == 0
-    assert run("untag", "--all")[0] == 0
-    assert json.loads(run(*scan, "--json")[1])["tagged"] == 0  # kept untagged, as asked
+    wrong, right = sorted(env["root"].rglob("*.jpg"))
+    assert run("untag", wrong)[0] == 0  # a person's decision: not that landmark
     code, out, err = run("untag", "--all", "--retag")
-    assert code == 0 and out.count("nothing of phototagger's to remove") == 2, err
-    assert json.loads(run(*scan, "--json")[1])["tagged"] == 2
+    assert code == 0, err
+    assert str(wrong) not in out  # left as the person decided
+    summary = json.loads(run(*scan, "--write", "sidecar", "--json")[1])
+    assert summary["tagged"] == 1 and summary["unchanged"] == 1  # not even decoded
+    assert tags.read_tags(wrong) is None and tags.read_tags(right) is not None
+    assert run("untag", "--retag", wrong)[0] == 0  # the person changes their mind, by name
+    assert json.loads(run(*scan, "--write", "sidecar", "--json")[1])["tagged"] == 1
+    assert tags.read_tags(wrong).source == "model"
 
 
 def test_query_and_tag_take_wildcards_literally(env):
@@ -332,8 +342,10 @@ def test_a_camera_too_far_from_the_landmark_is_told_by_scan_info_and_predict(env
     first = next(line for line in lines if "#1: " in line)
     assert first.endswith(" km from the camera (too far)")  # Easter Island is far from all six
     assert "file tags: none of phototagger's" in lines
+    assert any(line.startswith("why: ") and "but the camera's GPS puts it" in line
+               and line.endswith("km): not tagged") for line in lines)
     code, out, _ = run("predict", photo, "--model", env["model"])
-    assert "no confident landmark (the camera's GPS puts " in out
+    assert "but the camera's GPS puts it " in out and "km away (more than 300 km)" in out
 
 
 def test_ctrl_c_or_sigterm_asks_the_scan_to_stop_and_a_second_one_stops_at_once(monkeypatch):

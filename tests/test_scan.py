@@ -588,14 +588,14 @@ def test_the_network_takes_every_core_once_the_workers_are_through(
 
     assert model.module is not None  # loaded (and checked on one input) before counting
     threads_seen = []
-    real_probabilities = model.probabilities
+    real_scores = model.scores
 
-    def probabilities(inputs, **options):
+    def scores(inputs, **options):
         threads_seen.append(torch.get_num_threads())
-        return real_probabilities(inputs, **options)
+        return real_scores(inputs, **options)
 
     monkeypatch.setattr(dataset, "prepare", slow_last_file)
-    monkeypatch.setattr(model, "probabilities", probabilities)
+    monkeypatch.setattr(model, "scores", scores)
     monkeypatch.setattr(pipeline, "_cores", lambda: 2)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)

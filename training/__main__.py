@@ -120,6 +120,93 @@ def evaluate(model_path: Path, data: Path, negatives: Path | None, split: str,
 
 
 @cli.command()
+@click.option("--model", "model_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              required=True, help="A model file (format 1 or 2).")
+@click.option("--data", type=click.Path(path_type=Path), required=True,
+              help="The landmark folders it was trained on: its training split becomes the "
+              "reference photos.")
+@click.option("--negatives", type=click.Path(path_type=Path, file_okay=False), required=True,
+              help="Ordinary photos, one folder per kind: the part not held out becomes the "
+              "ordinary reference photos.")
+@click.option("--out", type=click.Path(path_type=Path), help="Default: write over --model.")
+@click.option("--unknown", type=click.Path(path_type=Path, file_okay=False),
+              help="Photos of landmarks the model was not trained on (for the open-set report).")
+@click.option("--unknown-report", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="openset.json of a model trained without some landmarks: their tag rates.")
+@click.option("--gazetteer", type=click.Path(path_type=Path))
+@click.option("--plots", type=click.Path(path_type=Path, file_okay=False),
+              help="Where openset.json goes (default: docs/plots/MODEL-NAME).")
+@click.pass_context
+def gallery(ctx: click.Context, model_path: Path, data: Path, negatives: Path, out: Path | None,
+            unknown: Path | None, unknown_report: Path | None, gazetteer: Path | None,
+            plots: Path | None) -> None:
+    """Put reference photos into a model file (format 2), then fit its open-set margins."""
+    from training.gallery import add_gallery
+
+    try:
+        path = add_gallery(model_path, data, negatives, out or model_path, gazetteer)
+    except PhototaggerError as error:
+        _fail(error)
+    click.echo(f"wrote {path}")
+    ctx.invoke(openset, model_path=path, data=data, negatives=negatives, unknown=unknown,
+               unknown_report=unknown_report, gazetteer=gazetteer, plots=plots)
+
+
+@cli.command()
+@click.option("--model", "model_path", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              required=True)
+@click.option("--data", type=click.Path(path_type=Path), required=True)
+@click.option("--negatives", type=click.Path(path_type=Path, file_okay=False), required=True)
+@click.option("--unknown", type=click.Path(path_type=Path, file_okay=False),
+              help="Photos of landmarks the model was not trained on.")
+@click.option("--unknown-report", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="openset.json of a model trained without some landmarks: their tag rates.")
+@click.option("--gazetteer", type=click.Path(path_type=Path))
+@click.option("--plots", type=click.Path(path_type=Path, file_okay=False),
+              help="Where openset.json goes (default: docs/plots/MODEL-NAME).")
+@click.option("--min-mix-precision", default=0.9, show_default=True,
+              help="Precision the operating point must reach on the realistic mix.")
+@click.option("--write/--no-write", default=True, show_default=True,
+              help="Store the chosen margins and figures in the model file.")
+def openset(model_path: Path, data: Path, negatives: Path, unknown: Path | None,
+            unknown_report: Path | None, gazetteer: Path | None, plots: Path | None,
+            min_mix_precision: float = 0.9, write: bool = True) -> None:
+    """False tags on kinds of photo held out whole; choose the tag and suggestion margins."""
+    import json
+
+    from phototagger.model import read_meta
+    from training.openset import evaluate_openset
+
+    rates = None
+    if unknown_report:
+        curve = json.loads(unknown_report.read_text())["curve"]
+        rates = {row["keep"]: row["unknown_tagged"] for row in curve}
+    try:
+        plots = plots or Path("docs/plots") / read_meta(model_path)["name"]
+        report = evaluate_openset(model_path, data, negatives, unknown, gazetteer, write,
+                                  min_mix_precision, rates)
+    except PhototaggerError as error:
+        _fail(error)
+    plots.mkdir(parents=True, exist_ok=True)
+    (plots / "openset.json").write_text(json.dumps(report, indent=1))
+    click.echo(f"{'keep':>6} {'margin':>7} {'known':>6} {'prec':>6} {'ordinary':>8} "
+               f"{'unknown':>7} {'mix':>6}")
+    for row in report["curve"]:
+        unknown_rate = row["unknown_tagged"]
+        click.echo(f"{row['keep']:6.3f} {row['tag_margin']:7.3f} "
+                   f"{row['known_tagged_right']:6.1%} {row['known_precision']:6.1%} "
+                   f"{row['ordinary_tagged']:8.2%} "
+                   f"{'-' if unknown_rate is None else f'{unknown_rate:.1%}':>7} "
+                   f"{row['mix_precision']:6.1%}" + ("  <- chosen" if row is report["chosen"]
+                                                      or row == report["chosen"] else ""))
+    chosen = report["chosen"]
+    click.echo("held-out kinds at the chosen point: " + ", ".join(
+        f"{name} {rate:.1%}" for name, rate in chosen["ordinary_tagged_per_kind"].items()))
+    click.echo(f"AUROC: {json.dumps(report['auroc'])}")
+    click.echo(f"report in {plots / 'openset.json'}" + ("; model file updated" if write else ""))
+
+
+@cli.command()
 @click.option("--checkpoint", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               required=True, help="A training checkpoint (runs/NAME/checkpoint.ckpt).")
 @click.option("--out", type=click.Path(path_type=Path), required=True)

@@ -121,21 +121,61 @@ def stratified_split(
     return sorted(train), sorted(val)
 
 
-def split_negatives(root: str | Path, held_out: float, seed: int) -> tuple[list[Path], list[Path]]:
+def negative_folders(root: str | Path) -> list[str]:
+    """The kinds of photo in a negatives folder (its sub-folders), as a model file records them."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"negatives folder not found: {root}")
+    return sorted(p.name for p in root.iterdir() if p.is_dir())
+
+
+def split_negatives(root: str | Path, held_out: float, seed: int,
+                    folders: list[str] | None = None) -> tuple[list[Path], list[Path]]:
     """Photos with no landmark, split like the landmarks (per sub-folder: food, scenes, people).
 
     The first part teaches the model to answer "none of these" (outlier exposure); the held-out
     part is what evaluation counts false tags on, so that number is measured on unseen photos.
+    ``folders``: the sub-folders to split (default: all). The split depends on the set of
+    folders, so a model file records the ones it was made with: folders added later must not
+    reshuffle what it counts as held out.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise ConfigError(f"negatives folder not found: {root}")
-    groups = sorted(p for p in root.iterdir() if p.is_dir()) or [root]
+    names = negative_folders(root) if folders is None else sorted(folders)
+    missing = [name for name in names if not (root / name).is_dir()]
+    if missing:
+        raise ConfigError(f"{root} lacks the negatives folder(s) {', '.join(missing)}")
+    groups = [root / name for name in names] or [root]
     samples = [(path, g) for g, folder in enumerate(groups) for path in list_images(folder)]
     if not samples:
         raise ConfigError(f"no photos in the negatives folder {root}")
     train, kept = stratified_split(samples, held_out, seed)
     return [samples[i][0] for i in train], [samples[i][0] for i in kept]
+
+
+def negative_split(meta: dict, root: Path) -> dict[str, tuple[list[Path], list[Path]]]:
+    """Per kind of ordinary photo: (photos fitted on, photos held out), as the file records.
+
+    The network's own outlier exposure split the folders it was trained with; kinds added
+    after it are split on their own, so neither reshuffles the other.
+    """
+    training = meta.get("training", {})
+    seed = training.get("split_seed", 0)
+    trained = training.get("negatives_folders") or []
+    fraction = training.get("negatives_held_out") or 0.5
+    if "evidence" in meta:  # the kinds its reference photos were split from, no more
+        later = [name for name in meta["evidence"].get("ordinary_folders", [])
+                 if name not in trained]
+    else:  # a file without reference photos yet: the kinds there are now
+        later = [name for name in negative_folders(root) if name not in trained]
+    kinds: dict[str, tuple[list[Path], list[Path]]] = {}
+    for folders in (trained, later):
+        if not folders:
+            continue
+        fit, held = split_negatives(root, fraction, seed, folders)
+        for name in folders:
+            kinds[name] = ([p for p in fit if p.parent.name == name],
+                           [p for p in held if p.parent.name == name])
+    return kinds
 
 
 def split_digest(samples: list[tuple[Path, int]], indices: list[int], root: Path) -> str:

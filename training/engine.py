@@ -31,6 +31,7 @@ from training import nets
 from training.data import (
     DataSet,
     DecodedImages,
+    negative_folders,
     scan_folder,
     split_digest,
     split_negatives,
@@ -428,6 +429,7 @@ class Trainer:
             config.label_smoothing, "seconds": round(self.seconds), "command": config.command,
             "negatives": str(config.negatives) if config.negatives else None,
             "negatives_trained_on": len(self.negatives_train),
+            "negatives_folders": negative_folders(config.negatives) if config.negatives else None,
             "negatives_held_out": config.negatives_held_out if config.negatives else None,
             "outlier_weight": config.outlier_weight if config.negatives else None,
         }

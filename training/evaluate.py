@@ -21,9 +21,9 @@ from phototagger.model import LandmarkModel, read_meta, save_model_file
 from training import calibrate
 from training.data import (
     list_images,
+    negative_split,
     scan_folder,
     split_digest,
-    split_negatives,
     stratified_split,
 )
 
@@ -34,8 +34,7 @@ def logits_of(model: LandmarkModel, paths: list[Path], batch_size: int = 32,
     rows, kept, batch = [], [], []
 
     def flush():
-        with torch.inference_mode():
-            rows.append(model.module(torch.stack(batch).to(model.device)).float().cpu())
+        rows.append(model.scores(torch.stack(batch)).logits)
         batch.clear()
 
     for index, path in enumerate(tqdm(paths, desc=desc, leave=False)):
@@ -55,14 +54,26 @@ def logits_of(model: LandmarkModel, paths: list[Path], batch_size: int = 32,
 def evaluation_samples(model: LandmarkModel, data: Path, split: str,
                        gazetteer: Path | None = None) -> list[tuple[Path, int]]:
     """The labelled photos to evaluate on: the model's own validation split, or all of ``data``."""
+    train, val = split_samples(model, data, gazetteer, whole=split == "all")
+    return train if split == "all" else val
+
+
+def split_samples(model: LandmarkModel, data: Path, gazetteer: Path | None = None,
+                  whole: bool = False) -> tuple[list[tuple[Path, int]], list[tuple[Path, int]]]:
+    """The model's training and validation photos (labelled with its class indices), rebuilt
+    from the seed its file records; with ``whole``, every photo of ``data`` and no split."""
     dataset = scan_folder(data, gazetteer)
     slugs = [landmark.slug for landmark in model.classes]
     unknown = [c.slug for c in dataset.classes if c.slug not in slugs]
     if unknown:
         raise ConfigError(f"{data} has landmarks the model does not know: {', '.join(unknown)}")
     relabel = [slugs.index(c.slug) for c in dataset.classes]
-    if split == "all":
-        return [(path, relabel[label]) for path, label in dataset.samples]
+
+    def labelled(chosen):
+        return [(path, relabel[label]) for path, label in chosen]
+
+    if whole:
+        return labelled(dataset.samples), []
     training = model.meta.get("training", {})
     if "split_seed" not in training:
         raise ConfigError("the model file records no validation split: use --split all")
@@ -71,19 +82,22 @@ def evaluation_samples(model: LandmarkModel, data: Path, split: str,
         limit = training["limit_per_class"]
         samples = [s for label in range(len(dataset.classes))
                    for s in [s for s in dataset.samples if s[1] == label][:limit]]
-    _, val = stratified_split(samples, training["val_fraction"], training["split_seed"])
+    train, val = stratified_split(samples, training["val_fraction"], training["split_seed"])
     if training.get("split_digest") not in (None, split_digest(samples, val, dataset.root)):
         raise ConfigError(f"{data} is not the data this model was trained on (split differs)")
-    return [(samples[i][0], relabel[samples[i][1]]) for i in val]
+    return labelled(samples[i] for i in train), labelled(samples[i] for i in val)
 
 
 def held_out_negatives(model: LandmarkModel, negatives: Path) -> list[Path]:
-    """The negatives to count false tags on: those the model did not see in training."""
-    training = model.meta.get("training", {})
-    if training.get("negatives_held_out"):
-        _, held_out = split_negatives(negatives, training["negatives_held_out"],
-                                      training["split_seed"])
-        return held_out
+    """The negatives to count false tags on: those the model did not see in training.
+
+    Exactly the held-out part of the kinds the model file records (those its training and its
+    reference photos were split from): kinds of photo added to the folder since are not
+    counted here (the open-set evaluation holds kinds out whole).
+    """
+    if model.meta.get("training", {}).get("negatives_held_out"):
+        return [path for _, held in negative_split(model.meta, negatives).values()
+                for path in held]
     return list_images(negatives)
 
 

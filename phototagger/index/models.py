@@ -65,6 +65,9 @@ class Model(Base):
     architecture: Mapped[str] = mapped_column(String(100))
     sha256: Mapped[str] = mapped_column(String(64))
     threshold: Mapped[float] = mapped_column(Float)
+    #: The evidence margins of its file (phototagger.decision.Policy); None: no gallery.
+    tag_margin: Mapped[float | None] = mapped_column(Float)
+    suggest_margin: Mapped[float | None] = mapped_column(Float)
     first_used: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
@@ -106,13 +109,22 @@ class Photo(Base):
     confidence: Mapped[float | None] = mapped_column(Float)
     #: auto | confirmed | removed (a person took the tag away: scans leave it off)
     tag_state: Mapped[str | None] = mapped_column(String(10))
+    #: A plausible landmark the evidence did not verify: shown for a person to confirm, never
+    #: written into the file (phototagger.decision).
+    suggested_slug: Mapped[str | None] = mapped_column(
+        ForeignKey("landmarks.slug", name="fk_photos_suggested_slug"), index=True
+    )
+    #: Why the last scan decided as it did (a phototagger.decision.Reason).
+    decision: Mapped[str | None] = mapped_column(String(20))
     #: Why the landmark could not be written into the file; the next scan tries again.
     write_error: Mapped[str | None] = mapped_column(Text)
     model_pk: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
-    landmark: Mapped[Landmark | None] = relationship(lazy="joined")
+    landmark: Mapped[Landmark | None] = relationship(lazy="joined", foreign_keys=[landmark_slug])
+    suggestion: Mapped[Landmark | None] = relationship(lazy="joined",
+                                                       foreign_keys=[suggested_slug])
     predictions: Mapped[list[Prediction]] = relationship(
         back_populates="photo", cascade="all, delete-orphan", order_by="Prediction.rank"
     )
@@ -136,6 +148,9 @@ class Prediction(Base):
     rank: Mapped[int] = mapped_column(Integer)
     slug: Mapped[str] = mapped_column(String(200))
     probability: Mapped[float] = mapped_column(Float)
+    #: The evidence (phototagger.decision.Evidence); None from a file without reference photos.
+    similarity: Mapped[float | None] = mapped_column(Float)
+    ordinary: Mapped[float | None] = mapped_column(Float)
     created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     photo: Mapped[Photo] = relationship(back_populates="predictions")

@@ -20,6 +20,7 @@ from sqlalchemy.pool import StaticPool
 
 import migrations
 from phototagger import landmarks as gazetteer
+from phototagger.decision import Outcome
 from phototagger.errors import ConfigError, IndexLockedError
 from phototagger.index import models as orm
 from phototagger.model import LandmarkModel
@@ -60,8 +61,23 @@ def _under(column, folder: str):
     return (column >= prefix) & (column < prefix[:-1] + "0")
 
 
-#: A scan's rule for an automatic tag: (slug, probability, camera GPS, detail) -> tag it?
-TagRule = Callable[[str, float, tuple[float, float] | None, float | None], bool]
+#: What ``find`` can list: tagged (by the model or a person), suggested (plausible, for a
+#: person to confirm), none (neither), person (a person's tag or removal), all.
+STATES = ("tagged", "suggested", "none", "person", "all")
+
+#: A scan's rule (phototagger.decision.decide with the scan's policy) for an indexed photo's
+#: recorded best guess: (guess, camera GPS, detail) -> the outcome it calls for.
+TagRule = Callable[["BestGuess", tuple[float, float] | None, float | None], Outcome]
+
+
+@dataclass(frozen=True)
+class BestGuess:
+    """A model's recorded best answer for a photo, with its evidence (None: no gallery)."""
+
+    slug: str
+    probability: float
+    similarity: float | None = None
+    ordinary: float | None = None
 
 
 @dataclass(frozen=True)
@@ -75,19 +91,20 @@ class KnownPhoto:
     status: str
     predicted: bool
     write_pending: bool = False
-    #: The current model's best answer (slug, probability), if it has predicted this photo.
-    best: tuple[str, float] | None = None
+    #: The current model's best answer, if it has predicted this photo.
+    best: BestGuess | None = None
     tag_state: str | None = None  # auto | confirmed | removed
     landmark_slug: str | None = None
+    suggested_slug: str | None = None
     #: The landmarks phototagger's recorded writes put into the file (or its sidecar).
     written_slugs: frozenset[str] = frozenset()
     camera_gps: tuple[float, float] | None = None
     detail: float | None = None
 
-    def tags_out_of_date(self, wants_tag: TagRule, writing: bool) -> bool:
-        """Whether this scan's tag rule or write mode wants other tags than recorded.
+    def tags_out_of_date(self, rule: TagRule, writing: bool) -> bool:
+        """Whether this scan's rule or write mode wants other tags (or another suggestion)
+        than recorded.
 
-        ``wants_tag(slug, probability, camera_gps, detail)``: the scan's rule for a tag.
         Raising ``--threshold`` takes back an automatic tag below it (from the file too, once
         a scan writes again, if one with ``--write none`` took it from the index), lowering it
         tags what now clears it, and a scan that writes after one with ``--write none``
@@ -98,9 +115,12 @@ class KnownPhoto:
             return writing and self.landmark_slug is not None and not self.written_slugs
         if self.best is None or self.tag_state == "removed":
             return False
-        slug, probability = self.best
-        if not wants_tag(slug, probability, self.camera_gps, self.detail):
-            return self.tag_state == "auto" or (writing and bool(self.written_slugs))
+        slug = self.best.slug
+        outcome = rule(self.best, self.camera_gps, self.detail)
+        if outcome is not Outcome.TAGGED:
+            wanted = slug if outcome is Outcome.SUGGESTED else None
+            return (self.tag_state == "auto" or (writing and bool(self.written_slugs))
+                    or self.suggested_slug != wanted)
         if self.tag_state != "auto" or self.landmark_slug != slug:
             return True
         return writing and slug not in self.written_slugs
@@ -218,6 +238,8 @@ class Library:
                 architecture=model.architecture,
                 sha256=model.sha256,
                 threshold=model.threshold,
+                tag_margin=(model.evidence or {}).get("tag_margin"),
+                suggest_margin=(model.evidence or {}).get("suggest_margin"),
             )
             session.add(row)
         self.ensure_landmarks(session, model.classes)
@@ -276,12 +298,13 @@ class Library:
             return query if inside is None else query.join(orm.Photo).where(inside)
 
         best_query = select(
-            orm.Prediction.photo_id, orm.Prediction.slug, orm.Prediction.probability
+            orm.Prediction.photo_id,
+            orm.Prediction.slug,
+            orm.Prediction.probability,
+            orm.Prediction.similarity,
+            orm.Prediction.ordinary,
         ).where(orm.Prediction.model_pk == model_pk, orm.Prediction.rank == 0)
-        best = {
-            photo_id: (slug, probability)
-            for photo_id, slug, probability in session.execute(under_roots(best_query))
-        }
+        best = {row[0]: BestGuess(*row[1:]) for row in session.execute(under_roots(best_query))}
         written: dict[int, set[str]] = {}
         writes_query = select(orm.Write.photo_id, orm.Write.slug)
         for photo_id, slug in session.execute(under_roots(writes_query)):
@@ -297,6 +320,7 @@ class Library:
             orm.Photo.write_error,
             orm.Photo.tag_state,
             orm.Photo.landmark_slug,
+            orm.Photo.suggested_slug,
             orm.Photo.camera_latitude,
             orm.Photo.camera_longitude,
             orm.Photo.detail,
@@ -317,6 +341,7 @@ class Library:
                 best=best.get(row.id),
                 tag_state=row.tag_state,
                 landmark_slug=row.landmark_slug,
+                suggested_slug=row.suggested_slug,
                 written_slugs=frozenset(written.get(row.id, ())),
                 camera_gps=None
                 if row.camera_latitude is None or row.camera_longitude is None
@@ -349,16 +374,26 @@ class Library:
         min_confidence: float | None = None,
         under: str | os.PathLike | None = None,
         limit: int | None = None,
+        state: str = "tagged",
     ) -> list[orm.Photo]:
-        """Tagged photos matching every given filter; names match partially, any case or accent."""
-        query = (
-            select(orm.Photo)
-            .where(orm.Photo.landmark_slug.is_not(None), orm.Photo.status == "ok")
-            .order_by(orm.Photo.path)
-        )
+        """Indexed photos in ``state`` (see STATES) matching every given filter; names match
+        partially, any case or accent, the landmark a photo is tagged with or suggested as."""
+        if state not in STATES:
+            raise ConfigError(f"unknown state {state!r}: use {', '.join(STATES)}")
+        shown = func.coalesce(orm.Photo.landmark_slug, orm.Photo.suggested_slug)
+        query = select(orm.Photo).where(orm.Photo.status == "ok").order_by(orm.Photo.path)
+        tagged = orm.Photo.landmark_slug.is_not(None)
+        suggested = ~tagged & orm.Photo.suggested_slug.is_not(None)
+        query = query.where({
+            "tagged": tagged,
+            "suggested": suggested,
+            "none": ~tagged & orm.Photo.suggested_slug.is_(None),
+            "person": orm.Photo.tag_state.in_(("confirmed", "removed")),
+            "all": orm.Photo.id.is_not(None),
+        }[state])
         slugs = self._matching_slugs(session, landmark, country, city)
         if slugs is not None:
-            query = query.where(orm.Photo.landmark_slug.in_(slugs))
+            query = query.where(shown.in_(slugs))
         if min_confidence is not None:
             # A person's confirmation has no score and always passes.
             query = query.where(

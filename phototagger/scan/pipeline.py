@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from phototagger import tags
+from phototagger.decision import Evidence, Facts, Outcome, Policy, Reason, decide
 from phototagger.errors import ConfigError, TagWriteError
 from phototagger.filetags import (
     WRITE_MODES,
@@ -31,10 +32,10 @@ from phototagger.filetags import (
     remove_photo_tags,
     write_file,
 )
-from phototagger.imaging import is_featureless
-from phototagger.index import Library, path_key
+from phototagger.index import BestGuess, Library, path_key
 from phototagger.index import models as orm
-from phototagger.model import LandmarkModel
+from phototagger.landmarks import Landmark
+from phototagger.model import Candidate, LandmarkModel
 from phototagger.scan.changes import Plan, Work, plan_changes
 from phototagger.scan.memory import frozen_heap, retain_freed_memory
 
@@ -61,6 +62,8 @@ class ScanOptions:
     wait: float = 0
     top_k: int = 5
     preserve_mtime: bool = False
+    #: Write the landmark's position as an estimated GPS position (False: names only).
+    estimate_position: bool = True
 
 
 @dataclass
@@ -80,7 +83,11 @@ class ScanSummary:
     skipped: int = 0
     missing: int = 0
     tagged: int = 0
+    #: Plausible but not verified by the reference photos: in the index for a person.
+    suggested: int = 0
     below_threshold: int = 0
+    #: Sure enough by the softmax, but the reference photos speak against it.
+    not_similar: int = 0
     #: Sure enough, but the camera's own GPS puts it too far away to show that landmark.
     far_from_camera: int = 0
     #: Sure enough, of an image with next to no detail (imaging.MIN_DETAIL): no evidence.
@@ -140,10 +147,9 @@ class Scanner:
         self.options = options or ScanOptions()
         if self.options.write not in WRITE_MODES:
             raise ConfigError(f"unknown write mode {self.options.write!r}")
-        threshold = self.options.threshold
-        self.threshold = model.threshold if threshold is None else threshold
-        if not 0 <= self.threshold <= 1:
-            raise ConfigError(f"threshold must lie between 0 and 1, not {self.threshold}")
+        self.policy = Policy.of(model, self.options.threshold)
+        if not 0 <= self.policy.threshold <= 1:
+            raise ConfigError(f"threshold must lie between 0 and 1, not {self.policy.threshold}")
         self._stop = threading.Event()
 
     def request_stop(self) -> None:
@@ -164,14 +170,14 @@ class Scanner:
             run = orm.Run(
                 model_pk=model_row.id,
                 roots=[os.fspath(r) for r in roots],
-                options=asdict(self.options) | {"threshold": self.threshold},
+                options=asdict(self.options) | {"threshold": self.policy.threshold},
             )
             session.add(run)
             self.library.add_roots(session, [r if r.is_dir() else r.parent for r in roots])
             known = self.library.known_photos(session, roots, model_row.id)
             writing = self.options.write != "none"  # a dry run shows what a real one would do
             found = walk(roots, self.options.excludes)
-            plan = plan_changes(found, known, self.options.force, self._wants_tag, writing)
+            plan = plan_changes(found, known, self.options.force, self._rule, writing)
             self._count(plan, summary)
             self._remove_abandoned(plan.abandoned)
             self._apply_moves_and_losses(session, plan)
@@ -332,12 +338,14 @@ class Scanner:
                 busy = not batch.decoding_done  # again after a worker died and was replaced
                 torch.set_num_threads(self._network_threads(all_threads) if busy else all_threads)
                 decoded = [item for item in batch.items if item.error is None]
-                probabilities = (
-                    self.model.probabilities(batch.inputs, pad_to=self.options.batch_size)
+                ranked = (
+                    self.model.ranked(
+                        self.model.scores(batch.inputs, pad_to=self.options.batch_size),
+                        self.options.top_k,
+                    )
                     if decoded
-                    else torch.empty(0)
+                    else []
                 )
-                ranked = self.model.top_k(probabilities, self.options.top_k) if decoded else []
                 answers = dict(zip((item.index for item in decoded), ranked, strict=True))
                 to_write = self._record_batch(session, batch, work, answers, model_row, summary)
                 # Predictions reach the index before any file changes.
@@ -512,9 +520,10 @@ class Scanner:
                     session.expire(photo, ["predictions"])
         rows = [
             {"photo_id": photo.id, "model_pk": model_row.id, "rank": rank,
-             "slug": landmark.slug, "probability": p}
+             "slug": candidate.landmark.slug, "probability": candidate.probability,
+             "similarity": candidate.similarity, "ordinary": candidate.ordinary}
             for photo, _, ranked in predicted
-            for rank, (landmark, p) in enumerate(ranked)
+            for rank, candidate in enumerate(ranked)
         ]
         if rows:
             session.execute(insert(orm.Prediction), rows)
@@ -526,7 +535,7 @@ class Scanner:
         job: Work,
         photo: orm.Photo,
         item: Decoded,
-        ranked: list,
+        ranked: list[Candidate],
         model_row: orm.Model,
         summary: ScanSummary,
     ) -> tags.TagRequest | None:
@@ -538,7 +547,7 @@ class Scanner:
         photo.camera_latitude, photo.camera_longitude = item.camera_gps or (None, None)
         photo.status, photo.error, photo.last_seen = "ok", None, datetime.now(UTC)
         summary.predicted += 1
-        best, confidence = ranked[0]
+        best = ranked[0]
         found = item.file_tag
         if found and found.source == "person" and photo.tag_state not in ("confirmed", "removed"):
             self._adopt_person_tag(session, photo, found)
@@ -546,7 +555,14 @@ class Scanner:
             # Written through another (or a lost) index: this one learns that the file holds
             # it, so a scan that writes can take it back, or leave it where it is right.
             photo.writes = [_record_of(found)]
-        if photo.tag_state in ("confirmed", "removed"):
+        decision = decide(
+            Evidence(best.landmark, best.probability, best.similarity, best.ordinary),
+            Facts(facts.detail, item.camera_gps, photo.tag_state),
+            self.policy,
+        )
+        photo.decision = decision.reason.value
+        if decision.reason in (Reason.PERSON, Reason.REMOVED):
+            photo.suggested_slug = None
             request = self._persons_tag_to_rewrite(session, photo)
             if request is None:
                 summary.kept_by_person += 1
@@ -554,26 +570,30 @@ class Scanner:
                 summary.tagged += 1  # what the real run would write
                 request = None
             return request
-        why_not = self._why_untagged(best.slug, confidence, item.camera_gps, facts.detail)
-        if why_not is not None:
-            setattr(summary, why_not, getattr(summary, why_not) + 1)
+        if not decision.tagged:
+            field_name = _SUMMARY_FIELD[decision.reason]
+            setattr(summary, field_name, getattr(summary, field_name) + 1)
             if photo.tag_state == "auto" or photo.writes:  # in the index, or in the file
                 self._take_back(session, photo, summary)
+            suggested = decision.outcome is Outcome.SUGGESTED
+            photo.suggested_slug = best.landmark.slug if suggested else None
             return None
-        photo.landmark_slug, photo.confidence = best.slug, confidence
+        photo.suggested_slug = None
+        photo.landmark_slug, photo.confidence = best.landmark.slug, best.probability
         photo.tag_state, photo.model_pk = "auto", model_row.id
         if self.options.write == "none" or self.options.dry_run:
             summary.tagged += 1
             return None
-        if self._already_says(job, photo, best.slug):
+        if self._already_says(job, photo, best.landmark.slug):
             summary.tagged += 1
             return None
         return tags.TagRequest(
-            landmark=best,
-            confidence=confidence,
+            landmark=best.landmark,
+            confidence=best.probability,
             source="model",
             model=self.model.model_id,
-            top_k=[(landmark.name, p) for landmark, p in ranked],
+            top_k=[(candidate.landmark.name, candidate.probability) for candidate in ranked],
+            estimate_position=self.options.estimate_position,
             tagged_at=datetime.now(UTC),
         )
 
@@ -587,7 +607,7 @@ class Scanner:
         landmark = self.library.landmark(session, photo.landmark_slug)
         if landmark is None or self.options.write == "none":
             return None
-        return tags.TagRequest.persons(landmark)
+        return tags.TagRequest.persons(landmark, self.options.estimate_position)
 
     def _adopt_person_tag(self, session: Session, photo: orm.Photo, found: tags.ReadTags) -> None:
         """A person's tag the file carries but this index does not know (the index was lost,
@@ -599,35 +619,13 @@ class Scanner:
         photo.tag_state = "confirmed"
         photo.writes = [_record_of(found)]
 
-    def _why_untagged(
-        self,
-        slug: str,
-        probability: float,
-        camera: tuple[float, float] | None,
-        detail: float | None,
-    ) -> str | None:
-        """The rule for an automatic tag: the model is sure enough, of an image with detail to
-        go on, and the camera, where its GPS says where it was, stood near enough to the
-        landmark to show it. None when all hold, else the summary's count for the first that
-        does not."""
-        if probability < self.threshold:
-            return "below_threshold"
-        if is_featureless(detail):
-            return "featureless"
-        landmark = self.model.landmark(slug)
-        if landmark is not None and not landmark.seen_from(camera):
-            return "far_from_camera"
-        return None
-
-    def _wants_tag(
-        self,
-        slug: str,
-        probability: float,
-        camera: tuple[float, float] | None,
-        detail: float | None,
-    ) -> bool:
-        """Change detection's view of the same rule (index.TagRule)."""
-        return self._why_untagged(slug, probability, camera, detail) is None
+    def _rule(
+        self, best: BestGuess, camera: tuple[float, float] | None, detail: float | None
+    ) -> Outcome:
+        """Change detection's view of a recorded best guess: the same decision, from the index."""
+        landmark = self.model.landmark(best.slug) or Landmark(best.slug, best.slug)
+        evidence = Evidence(landmark, best.probability, best.similarity, best.ordinary)
+        return decide(evidence, Facts(detail, camera), self.policy).outcome
 
     def _already_says(self, job: Work, photo: orm.Photo, slug: str) -> bool:
         """Whether an unchanged file already says this landmark, so it is not rewritten.
@@ -658,6 +656,17 @@ class Scanner:
         summary.untagged += 1
         for remainder in result.left:
             summary.fail(photo.fs_path, f"old tag removed, but {remainder}")
+
+
+#: The summary's count for each reason a photo gets no tag.
+_SUMMARY_FIELD = {
+    Reason.FEATURELESS: "featureless",
+    Reason.FAR_FROM_CAMERA: "far_from_camera",
+    Reason.BELOW_THRESHOLD: "below_threshold",
+    Reason.UNVERIFIED: "suggested",
+    Reason.NO_EVIDENCE: "suggested",
+    Reason.NOT_SIMILAR: "not_similar",
+}
 
 
 def _record_of(found: tags.ReadTags) -> orm.Write:

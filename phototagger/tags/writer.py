@@ -45,11 +45,14 @@ class TagRequest:
     model: str | None
     top_k: list[tuple[str, float]]  # [(landmark name, probability), ...] best first
     tagged_at: datetime  # timezone-aware
+    #: Write the landmark's position as the photo's estimated GPS position (photo managers
+    #: put every such position on their maps); False: the keywords and place names only.
+    estimate_position: bool = True
 
     @classmethod
-    def persons(cls, landmark: Landmark) -> TagRequest:
+    def persons(cls, landmark: Landmark, estimate_position: bool = True) -> TagRequest:
         """A person's landmark, set now (`phototagger tag`, or written again by a scan)."""
-        return cls(landmark, None, "person", None, [], datetime.now(UTC))
+        return cls(landmark, None, "person", None, [], datetime.now(UTC), estimate_position)
 
 
 @dataclass
@@ -131,9 +134,11 @@ def _gps_note(lm: Landmark) -> str:
     return f"estimated from landmark {lm.name}"
 
 
-def _no_estimate(lm: Landmark, camera: bool | None, elsewhere: bool) -> str | None:
+def _no_estimate(request: TagRequest, camera: bool | None, elsewhere: bool) -> str | None:
     """Why no GPS estimate may be written (None: it may). camera None: EXIF unreadable."""
-    if not lm.has_location:
+    if not request.estimate_position:
+        return "no GPS estimate: not asked for (--no-position)"
+    if not request.landmark.has_location:
         return "no GPS estimate: the landmark has no coordinates"
     if camera is None:
         return "no GPS estimate: the photo's EXIF cannot be read, it may hold a position"
@@ -345,7 +350,7 @@ def _write_sidecar(path: Path, request: TagRequest, reason: str | None) -> Write
         or _a_sidecar_says(path, xmp.has_position)
         or xmp.has_position(packet)
     )
-    why_none = _no_estimate(request.landmark, position.has_camera_gps(path), elsewhere)
+    why_none = _no_estimate(request, position.has_camera_gps(path), elsewhere)
     gps = "none" if why_none else "xmp"
     place = (embedded is not None and xmp.has_place(embedded)) or _a_sidecar_says(
         path, xmp.has_place
@@ -540,7 +545,7 @@ def _embed_jpeg(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteR
             camera = None  # EXIF we cannot read: untouched, and no estimate (we can't tell)
     lm = request.landmark
     elsewhere = xmp.has_position(packet) or _a_sidecar_says(path, xmp.has_position)
-    why_none = _no_estimate(lm, camera, elsewhere)
+    why_none = _no_estimate(request, camera, elsewhere)
     gps, new_tiff, restore_at = "none", user_tiff, None
     if why_none is None:
         gps = "xmp"
@@ -680,7 +685,7 @@ def _embed_png(path: Path, request: TagRequest, preserve_mtime: bool) -> WriteRe
     if _says_already(record, request):
         return WriteResult(target=path, mode="embed", gps_written=record.gps_written)
     elsewhere = xmp.has_position(packet) or _a_sidecar_says(path, xmp.has_position)
-    why_none = _no_estimate(request.landmark, position.has_camera_gps(path), elsewhere)
+    why_none = _no_estimate(request, position.has_camera_gps(path), elsewhere)
     gps = "none" if why_none else "xmp"
     created = not had_xmp or (record is not None and SEGMENT_XMP in record.added)
     xmp.strip(packet)

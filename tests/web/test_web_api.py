@@ -102,20 +102,21 @@ def test_predict_says_a_featureless_image_shows_no_landmark(client):
     plain = io.BytesIO()
     Image.new("RGB", (320, 240), (255, 255, 255)).save(plain, "JPEG")  # an overexposed shot
     answer = upload(client, plain.getvalue(), name="white.jpg").json
-    assert answer["featureless"] is True and answer["confident"] is False
+    assert answer["reason"] == "featureless" and answer["confident"] is False
+    assert answer["explanation"] == "no landmark: the image has next to no detail to go on"
     assert len(answer["landmarks"]) == 5  # the guesses are still shown, marked unsure
-    assert upload(client, jpeg_bytes()).json["featureless"] is False
+    assert upload(client, jpeg_bytes()).json["reason"] == "verified"
 
 
 def test_predict_says_when_the_camera_was_too_far_from_the_landmark(client, model):
     data = jpeg_bytes(seed=2)
-    best = predict_bytes(model, data, "x.jpg").guesses[0].landmark
+    best = predict_bytes(model, data, "x.jpg").candidates[0].landmark
     with_gps = io.BytesIO()  # the same pixels, with the camera on the other side of the Earth
     piexif.insert(piexif.dump(gps_exif(-best.latitude, best.longitude - 179)), data, with_gps)
     answer = upload(client, with_gps.getvalue()).json
     assert answer["landmarks"][0]["slug"] == best.slug and answer["confident"] is False
     assert answer["camera_gps"] == pytest.approx([-best.latitude, best.longitude - 179], abs=1e-3)
-    assert answer["far_from_camera_km"] > 10_000
+    assert answer["far_from_camera_km"] > 10_000 and answer["reason"] == "far_from_camera"
     assert upload(client, data).json["far_from_camera_km"] is None  # no GPS: no veto
 
 

@@ -62,7 +62,8 @@ def test_upload_a_jpeg_and_search_the_library(browser, server, tmp_path, client)
     page.wait_for_selector("#guesses li.guess", timeout=20_000)
     names = page.locator("#guesses .guess-name").all_inner_texts()
     assert len(names) == 5 and all(names)
-    assert page.locator("#verdict").inner_text().startswith("Most likely " + names[0])
+    assert page.locator("#verdict").inner_text().startswith(names[0] + " (")
+    assert page.locator("#verdict").inner_text().endswith("than ordinary photos): tagged")
     assert page.locator("#guesses a", has_text="OpenStreetMap").count() >= 1
     shown = page.eval_on_selector("#preview", "img => [img.naturalWidth, img.naturalHeight]")
     assert shown == [300, 400]  # shown upright

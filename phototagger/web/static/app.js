@@ -63,14 +63,7 @@ function setUpPredict(form) {
     document.getElementById("preview-name").textContent = answer.source;
     const verdict = document.getElementById("verdict");
     verdict.classList.toggle("unsure", !answer.confident);
-    const far = answer.far_from_camera_km;
-    verdict.textContent = answer.confident
-      ? `Most likely ${answer.landmarks[0].name} (${percent(answer.landmarks[0].probability)}).`
-      : answer.featureless
-        ? "No confident landmark: the image has next to no detail to go on."
-        : far !== null
-          ? `No confident landmark: the photo's own GPS puts ${answer.landmarks[0].name} ${far.toLocaleString("en")} km from the camera.`
-          : `No confident landmark: the best guess is under the model's threshold of ${percent(answer.threshold)}.`;
+    verdict.textContent = answer.explanation;
     const list = document.getElementById("guesses");
     const template = document.getElementById("guess-template");
     list.replaceChildren(...answer.landmarks.map((landmark) => renderGuess(template, landmark)));

@@ -1,0 +1,186 @@
+"""The one place that decides what becomes of a photo's best guess: tagged, suggested or none.
+
+``scan``, change detection, ``predict``, ``info``, the app and the evaluation all ask
+:func:`decide`, so a photo is never tagged by one and refused by another. The rule, in order:
+
+1. a person's decision holds (their landmark is the tag; a tag they removed stays off);
+2. an image with next to no detail gets nothing (a lens cap, a wall of sky);
+3. the camera's own GPS vetoes a landmark too far away to be in view;
+4. the model must be sure enough (its calibrated probability reaches the threshold);
+5. the reference photos must back it: the photo must look more like the landmark's own
+   photos than like ordinary photos of no landmark, by the model file's margin. Between the
+   suggestion margin and the tag margin it is a *suggestion* (in the index, for a person to
+   confirm; never written into a file); below, nothing. A model file without reference
+   photos (format 1) can only suggest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from phototagger.imaging import is_featureless
+from phototagger.landmarks import FARTHEST_VIEW_KM, Landmark
+
+
+class Outcome(StrEnum):
+    TAGGED = "tagged"
+    SUGGESTED = "suggested"
+    NONE = "none"
+
+
+class Reason(StrEnum):
+    """Why: stored in the index per photo, counted in a scan's summary, said in plain words."""
+
+    VERIFIED = "verified"  # sure enough and backed by the reference photos
+    PERSON = "person"  # a person's landmark
+    REMOVED = "removed"  # a person removed the tag
+    FEATURELESS = "featureless"
+    FAR_FROM_CAMERA = "far_from_camera"
+    BELOW_THRESHOLD = "below_threshold"
+    UNVERIFIED = "unverified"  # plausible, but the reference photos do not back it enough
+    NOT_SIMILAR = "not_similar"  # the reference photos speak against it
+    NO_EVIDENCE = "no_evidence"  # a model file without reference photos
+
+
+#: The outcome each reason stands for (what the index records is the reason).
+OUTCOME_OF = {
+    Reason.VERIFIED: Outcome.TAGGED,
+    Reason.PERSON: Outcome.TAGGED,
+    Reason.UNVERIFIED: Outcome.SUGGESTED,
+    Reason.NO_EVIDENCE: Outcome.SUGGESTED,
+}
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """A model's best guess for a photo with what backs it."""
+
+    landmark: Landmark
+    probability: float
+    #: How alike the photo is to the landmark's reference photos (None: the file has none).
+    similarity: float | None = None
+    #: How alike it is to ordinary photos of no landmark.
+    ordinary: float | None = None
+
+    @property
+    def margin(self) -> float | None:
+        if self.similarity is None or self.ordinary is None:
+            return None
+        return self.similarity - self.ordinary
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What the photo itself says: its detail, its camera's GPS, a person's decision on it."""
+
+    detail: float | None = None
+    camera_gps: tuple[float, float] | None = None
+    #: ``confirmed`` (a person's landmark) or ``removed`` (a person took the tag away).
+    person: str | None = None
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The operating point: the model file's own unless a scan overrides the threshold."""
+
+    threshold: float
+    #: Margins over the ordinary photos; None: the model brings no reference photos.
+    tag_margin: float | None = None
+    suggest_margin: float | None = None
+
+    @classmethod
+    def recorded(cls, row) -> Policy:
+        """The policy of a model as the index recorded it (a ``models`` row)."""
+        return cls(row.threshold, row.tag_margin, row.suggest_margin)
+
+    @classmethod
+    def of(cls, model, threshold: float | None = None) -> Policy:
+        """The policy of a :class:`~phototagger.model.LandmarkModel` (``threshold``: override)."""
+        evidence = model.evidence or {}
+        return cls(
+            model.threshold if threshold is None else threshold,
+            evidence.get("tag_margin"),
+            evidence.get("suggest_margin"),
+        )
+
+
+@dataclass(frozen=True)
+class Decision:
+    outcome: Outcome
+    reason: Reason
+    evidence: Evidence | None = None
+    #: km between the camera and the landmark, when the camera's GPS vetoed it.
+    distance_km: float | None = None
+
+    @classmethod
+    def recorded(cls, reason: str, evidence: Evidence | None, camera_gps=None) -> Decision:
+        """A decision as the index recorded it (its reason), with the recorded evidence."""
+        reason = Reason(reason)
+        distance = None
+        if reason is Reason.FAR_FROM_CAMERA and evidence is not None:
+            distance = evidence.landmark.distance_from(camera_gps)
+        return cls(OUTCOME_OF.get(reason, Outcome.NONE), reason, evidence, distance)
+
+    @property
+    def tagged(self) -> bool:
+        return self.outcome is Outcome.TAGGED
+
+    def explain(self, policy: Policy) -> str:
+        """The decision in plain words, e.g. for ``predict``, ``info`` and the app."""
+        e = self.evidence
+        name = e.landmark.name if e else "the landmark"
+        looks = f"looks most like {name} ({e.probability:.2f})" if e else ""
+        match self.reason:
+            case Reason.PERSON:
+                return f"{name}: tagged by a person"
+            case Reason.REMOVED:
+                return "no landmark: a person removed the tag"
+            case Reason.FEATURELESS:
+                return "no landmark: the image has next to no detail to go on"
+            case Reason.FAR_FROM_CAMERA:
+                km = "too far" if self.distance_km is None else f"{self.distance_km:,.0f} km"
+                return (f"{looks}, but the camera's GPS puts it {km} away (more than "
+                        f"{FARTHEST_VIEW_KM:,.0f} km): not tagged")
+            case Reason.BELOW_THRESHOLD:
+                return f"{looks}, below the threshold {policy.threshold:.2f}: not tagged"
+            case Reason.NO_EVIDENCE:
+                return (f"{looks}; this model file has no reference photos to check it "
+                        "against: a suggestion only")
+            case Reason.UNVERIFIED:
+                return (f"{looks}, but its known photos are not similar enough "
+                        f"({_margin(e)} against {policy.tag_margin:.2f} needed): a suggestion")
+            case Reason.NOT_SIMILAR:
+                return (f"{looks}, but no known photo of it is similar enough "
+                        f"({_margin(e)}): not tagged")
+            case _:
+                return (f"{name} ({e.probability:.2f}), and its known photos back it "
+                        f"({_margin(e)} more alike than ordinary photos): tagged")
+
+
+def _margin(evidence: Evidence) -> str:
+    margin = evidence.margin
+    return "no evidence" if margin is None else f"{margin:.2f}"
+
+
+def decide(evidence: Evidence | None, facts: Facts, policy: Policy) -> Decision:
+    """What becomes of a photo's best guess (``evidence``; None when there is no guess)."""
+    if facts.person == "confirmed":
+        return Decision(Outcome.TAGGED, Reason.PERSON, evidence)
+    if facts.person == "removed":
+        return Decision(Outcome.NONE, Reason.REMOVED, evidence)
+    if evidence is None or is_featureless(facts.detail):
+        return Decision(Outcome.NONE, Reason.FEATURELESS, evidence)
+    if not evidence.landmark.seen_from(facts.camera_gps):
+        km = evidence.landmark.distance_from(facts.camera_gps)
+        return Decision(Outcome.NONE, Reason.FAR_FROM_CAMERA, evidence, km)
+    if evidence.probability < policy.threshold:
+        return Decision(Outcome.NONE, Reason.BELOW_THRESHOLD, evidence)
+    margin = evidence.margin
+    if margin is None or policy.tag_margin is None:
+        return Decision(Outcome.SUGGESTED, Reason.NO_EVIDENCE, evidence)
+    if margin >= policy.tag_margin:
+        return Decision(Outcome.TAGGED, Reason.VERIFIED, evidence)
+    if policy.suggest_margin is not None and margin >= policy.suggest_margin:
+        return Decision(Outcome.SUGGESTED, Reason.UNVERIFIED, evidence)
+    return Decision(Outcome.NONE, Reason.NOT_SIMILAR, evidence)
