@@ -566,6 +566,7 @@ def info(file, db) -> None:
     """What the index and the file's own metadata say about one photo."""
     from phototagger import tags
     from phototagger.imaging import is_featureless
+    from phototagger.index.store import recorded_explanation
 
     library = open_library(db, existing=True)  # info, never a scan: nothing here loads torch
     with library.session() as session:
@@ -600,7 +601,7 @@ def info(file, db) -> None:
             elif photo.predictions:
                 click.echo("landmark: none")
             landmarks = {lm.slug: lm for lm in library.all_landmarks(session)}
-            explanation = _explain(photo, landmarks)
+            explanation = recorded_explanation(photo, landmarks)
             if explanation:
                 click.echo(f"why: {explanation}")
             if photo.camera_latitude is not None:
@@ -634,22 +635,6 @@ def info(file, db) -> None:
             )
         if photo is not None and photo.write_error:
             click.echo(f"last write failed: {photo.write_error}")
-
-
-def _explain(photo, landmarks: dict) -> str | None:
-    """The last scan's decision on the photo in plain words, from what the index recorded."""
-    from phototagger.decision import Decision, Evidence, Policy
-    from phototagger.landmarks import Landmark
-
-    best = [p for p in photo.predictions if p.rank == 0]
-    if not photo.decision or not best:
-        return None
-    latest = max(best, key=lambda p: p.model_pk)
-    landmark = landmarks.get(latest.slug) or Landmark(latest.slug, latest.slug)
-    evidence = Evidence(landmark, latest.probability, latest.similarity, latest.ordinary)
-    camera = (photo.camera_latitude, photo.camera_longitude)
-    decision = Decision.recorded(photo.decision, evidence, None if None in camera else camera)
-    return decision.explain(Policy.recorded(latest.model))
 
 
 def _from_camera(landmarks: dict, photo, slug: str) -> str:

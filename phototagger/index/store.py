@@ -449,6 +449,23 @@ class Library:
         return False
 
 
+def recorded_explanation(photo: orm.Photo, landmarks: dict[str, gazetteer.Landmark]) -> str | None:
+    """The last scan's decision on ``photo`` in plain words, from what the index recorded
+    (its reason, the latest model's best guess with its evidence, that model's policy);
+    ``landmarks`` by slug. None when no scan decided it."""
+    from phototagger.decision import Decision, Evidence, Policy
+
+    best = [p for p in photo.predictions if p.rank == 0]
+    if not photo.decision or not best:
+        return None
+    latest = max(best, key=lambda p: p.model_pk)
+    landmark = landmarks.get(latest.slug) or gazetteer.Landmark(latest.slug, latest.slug)
+    evidence = Evidence(landmark, latest.probability, latest.similarity, latest.ordinary)
+    camera = (photo.camera_latitude, photo.camera_longitude)
+    decision = Decision.recorded(photo.decision, evidence, None if None in camera else camera)
+    return decision.explain(Policy.recorded(latest.model))
+
+
 def _row_dict(row: orm.Landmark) -> dict:
     fields = ("slug", "name", "aliases", "city", "region", "country", "country_code")
     data = {key: getattr(row, key) for key in fields}
