@@ -13,6 +13,9 @@ with grain added so they compress like camera files, 3-5 MB each):
 - phototagger scan: the whole pipeline (walk, hash, decode, batched TorchScript, index, tags);
 - the same scan with ``--write none``: the index only, so the cost of writing tags shows
   (both scans run ``--repeats`` times, alternated: the median is printed, with the range);
+- with ``--compare-model FILE`` (say, the model file before reference photos were added):
+  index-only scans with that model and with ``--model``, alternated, and their ratio: what
+  the evidence costs the scan (index-only, since a stricter model writes fewer tags);
 - rescan: a library of N unchanged files already in the index, scanned again;
 - peak memory of the scan: this process and its decoding workers together (PSS).
 """
@@ -232,6 +235,24 @@ def _spread(rates: list[float]) -> str:
     return f"median of {len(rates)}: {min(rates):.1f}-{max(rates):.1f}"
 
 
+def compare_models(model: LandmarkModel, other: LandmarkModel, folder: Path, args,
+                   rates: list[float]) -> None:
+    """Index-only scans with ``other``, alternated with more of ``model``'s."""
+    count = len(list(folder.glob("*.jpg")))
+    mine, theirs = list(rates), []
+    for repeat in range(args.repeats):
+        seconds, _ = full_scan(other, folder, args.workers, args.batch_size, write="none",
+                               index=f"-other-{repeat}")
+        theirs.append(count / seconds)
+        seconds, _ = full_scan(model, folder, args.workers, args.batch_size, write="none",
+                               index=f"-again-{repeat}")
+        mine.append(count / seconds)
+    ours, other_rate = statistics.median(mine), statistics.median(theirs)
+    print(f"index-only scans: {model.model_id} {ours:.1f} images/s {_spread(mine)}, "
+          f"{other.model_id} {other_rate:.1f} images/s {_spread(theirs)}: "
+          f"ratio {ours / other_rate:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=200)
@@ -245,6 +266,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3,
                         help="scans of each kind: a shared machine's speed drifts, the median "
                              "and the range tell more than one run")
+    parser.add_argument("--compare-model", type=Path,
+                        help="also time index-only scans with this model file, alternated with "
+                             "--model's, and print the ratio")
     parser.add_argument("--keep", action="store_true", help="keep the generated folder")
     parser.add_argument("--photos", type=Path,
                         help="copy the first --images JPEGs of this folder (say, a kept "
@@ -315,6 +339,9 @@ def main() -> None:
 
         print(f"peak memory of the scan, main process and workers together (PSS): "
               f"{memory.peak_mb:.0f} MB")
+        if args.compare_model:
+            compare_models(model, LandmarkModel.load(args.compare_model, args.device),
+                           work / "photos", args, no_tags_rates)
         if args.rescan_files:
             seconds, command, summary = rescan(model, work / "library", args.rescan_files)
             print(f"rescan of {summary['unchanged']} unchanged files: {seconds:.2f} s in process "

@@ -52,8 +52,9 @@ def cli() -> None:
 @click.option("--resume", type=click.Path(path_type=Path, exists=True, dir_okay=False),
               help="Checkpoint to continue from.")
 @click.option("--negatives", type=click.Path(path_type=Path, file_okay=False),
-              help="Photos of no landmark: part teaches the model to favour none (outlier "
-              "exposure), the held-out part calibrates the threshold in a final evaluate.")
+              help="Photos of no landmark, one folder per kind: part teaches the model to favour "
+              "none (outlier exposure), the held-out part calibrates the threshold; then the "
+              "reference photos go into the file and the open-set margins are fitted.")
 @click.option("--negatives-held-out", default=0.5, show_default=True,
               help="Share of the negatives kept out of training, for evaluation.")
 @click.option("--outlier-weight", default=0.5, show_default=True,
@@ -76,6 +77,9 @@ def train(ctx: click.Context, plots: Path | None, **options) -> None:
     if config.negatives:
         ctx.invoke(evaluate, model_path=path, data=config.data, negatives=config.negatives,
                    gazetteer=config.gazetteer, plots=plots)
+        ctx.invoke(gallery, model_path=path, data=config.data, negatives=config.negatives,
+                   out=None, unknown=None, unknown_report=None, gazetteer=config.gazetteer,
+                   plots=plots)
 
 
 @cli.command()

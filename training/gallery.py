@@ -118,9 +118,9 @@ def class_similarity(embedding: torch.Tensor, references: torch.Tensor, members:
 def ordinary_similarity(embedding: torch.Tensor, ordinary: torch.Tensor,
                         neighbours: int) -> torch.Tensor:
     """``N``: the k-th best cosine between each photo and the ordinary reference photos."""
-    scores = embedding @ ordinary.to(embedding.dtype).t()
-    if scores.shape[1] < neighbours:
+    if ordinary.shape[0] < neighbours:
         return embedding.new_full((embedding.shape[0],), -1.0)
+    scores = embedding @ ordinary.to(embedding.dtype).t()
     return scores.topk(neighbours, dim=1).values[:, neighbours - 1]
 
 
@@ -241,11 +241,13 @@ def build(model_file: str | Path, reference_photos: list[tuple[Path, int]],
     from training import nets
 
     network, meta = landmark_network(model_file)
-    split = nets.DEFAULT_FREEZE.get(meta["architecture"], 0)
-    if split == 0:  # a net trained whole has no frozen trunk to share: both views are its own
-        split = len(network.features)
-    evidence = EvidenceNetwork(network, split, imagenet_tail(meta["architecture"], split),
-                               DIMENSIONS, len(meta["classes"])).eval()
+    frozen = meta.get("training", {}).get("freeze")
+    if frozen is None:
+        frozen = nets.DEFAULT_FREEZE.get(meta["architecture"], 0)
+    # The ImageNet view shares the trunk only where training kept it frozen, as ImageNet's.
+    split = frozen or len(network.features)
+    tail = imagenet_tail(meta["architecture"], split) if frozen else None
+    evidence = EvidenceNetwork(network, split, tail, DIMENSIONS, len(meta["classes"])).eval()
     preprocess = PreprocessSpec.from_dict(meta["preprocess"])
     references = views_of(evidence, [p for p, _ in reference_photos], preprocess,
                           "reference photos")

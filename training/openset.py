@@ -147,16 +147,20 @@ def evaluate_openset(model_path: str | Path, data: Path, negatives: Path,
     kinds = negative_split(model.meta, Path(negatives))
     fitted = {name: embedder(fit, f"{name} (fitted)") for name, (fit, _) in kinds.items()}
     held = {name: embedder(out, f"{name} (held out)") for name, (_, out) in kinds.items()}
-    all_ordinary = torch.cat([e.embeddings for e in fitted.values() if len(e)])
-    strangers = embedder(list_images(unknown), "unknown landmarks") if unknown else None
+    all_ordinary = _stacked([e for e in fitted.values()])
+    strangers = None
+    if unknown:
+        strangers = embedder(list_images(Path(unknown)), "unknown landmarks")
+        if not len(strangers):
+            raise ConfigError(f"no photos in {unknown} (folders behind links are not followed)")
 
     known_evidence = evidence_of(model, embedder, known, all_ordinary)
     right = torch.tensor([e.landmark.slug == model.classes[y].slug
                           for e, y in zip(known_evidence, labels.tolist(), strict=True)])
     # Each kind measured against references that never included it.
     held_evidence = {
-        name: evidence_of(model, embedder, held[name], torch.cat(
-            [e.embeddings for other, e in fitted.items() if other != name and len(e)]))
+        name: evidence_of(model, embedder, held[name],
+                          _stacked([e for other, e in fitted.items() if other != name]))
         for name in kinds
     }
     stranger_evidence = evidence_of(model, embedder, strangers, all_ordinary) \
@@ -190,6 +194,12 @@ def evaluate_openset(model_path: str | Path, data: Path, negatives: Path,
     if write:
         store(model_path, report)
     return report
+
+
+def _stacked(photos: list[Embedded]) -> torch.Tensor:
+    """The embeddings of several lists of photos as one (none: no rows)."""
+    rows = [e.embeddings for e in photos if len(e)]
+    return torch.cat(rows) if rows else torch.zeros(0, 1)
 
 
 def _rate(outcomes_: list[Outcome], outcome: Outcome = Outcome.TAGGED) -> float:

@@ -1,5 +1,6 @@
 """The command line: clear one-line errors for unusable data."""
 
+import json
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -29,6 +30,7 @@ def test_one_command_trains_calibrates_and_writes_a_loadable_model(tmp_path: Pat
     negatives = tmp_path / "negatives"
     for i in range(4):
         write_photo(negatives / "scenes" / f"grey{i}.jpg", (128, 128, 128), i)
+        write_photo(negatives / "documents" / f"white{i}.jpg", (235, 235, 235), 10 + i)
     out = tmp_path / "model.pt"
     result = CliRunner().invoke(cli, [
         "train", "--data", str(data), "--arch", "scratch", "--img-size", "32", "--epochs", "2",
@@ -40,7 +42,18 @@ def test_one_command_trains_calibrates_and_writes_a_loadable_model(tmp_path: Pat
     assert "top-1" in result.output and "threshold" in result.output
     model = LandmarkModel.load(out)
     assert model.meta["metrics"]["val_images"] == 6
-    assert model.meta["metrics"]["negatives"] == 2  # the half held out of training
-    assert model.meta["training"]["negatives_trained_on"] == 2
+    assert model.meta["metrics"]["negatives"] == 4  # the half held out of training
+    assert model.meta["training"]["negatives_trained_on"] == 4
+    assert model.meta["training"]["negatives_folders"] == ["documents", "scenes"]
+    # Then the reference photos and the open-set margins, fitted on kinds held out in turn.
+    assert model.meta["format_version"] == 2
+    evidence = model.meta["evidence"]
+    assert evidence["references"] == 12 and evidence["ordinary_references"] == 4
+    assert evidence["tag_margin"] >= evidence["suggest_margin"]
+    assert evidence["tag_margin"] < 2  # fitted, not the placeholder that tags nothing
+    report = json.loads((tmp_path / "plots" / "openset.json").read_text())
+    assert set(report["held_out_kinds"]) == {"documents", "scenes"}
+    assert model.meta["metrics"]["open_set"]["known_tagged_right"] == report["chosen"][
+        "known_tagged_right"]
     assert model.meta["training"]["split_seed"] == 0
     assert (tmp_path / "plots" / "precision_coverage.png").is_file()
