@@ -19,10 +19,11 @@ from flask import (
 from sqlalchemy.orm import Session
 
 from phototagger.corrections import Outcome, confirm_landmark, remove_landmark
-from phototagger.errors import ConfigError, ImageError
+from phototagger.errors import ConfigError, ImageError, IndexLockedError
 from phototagger.filetags import WRITE_MODES
 from phototagger.index import Library
 from phototagger.index import models as orm
+from phototagger.index.store import STATES, recorded_explanation
 from phototagger.landmarks import Landmark
 from phototagger.model import LandmarkModel
 from phototagger.predict import predict_bytes
@@ -35,9 +36,21 @@ from phototagger.web.images import (
     upright_jpeg,
     upright_jpeg_of_file,
 )
+from phototagger.web.review import review_suggestions, review_summary, said
 
 blueprint = Blueprint("web", __name__)
 SEARCH_LIMIT = 500
+#: Seconds a correction waits for a scan that holds the index lock before it gives up.
+LOCK_WAIT = 10.0
+#: What the library page can list (Library.find's states): the menu's words, and the words
+#: for "no such photo".
+STATE_NAMES = {
+    "tagged": ("Tagged", "tagged photo"),
+    "suggested": ("Suggested (not in the files)", "suggested photo"),
+    "none": ("No landmark", "photo without a landmark"),
+    "person": ("Your decisions", "photo you tagged or untagged"),
+    "all": ("Everything", "photo"),
+}
 #: One inference at a time: the model already uses every core, threads would only fight.
 _inference = threading.Lock()
 
@@ -102,29 +115,42 @@ def _search_filters() -> dict:
     except ValueError:
         abort(400, "min_confidence and limit must be numbers")
     filters["limit"] = max(1, min(limit, SEARCH_LIMIT))
+    filters["state"] = request.args.get("state", "").strip() or "tagged"
+    if filters["state"] not in STATES:
+        abort(400, f"state must be one of {', '.join(STATES)}")
     return filters
 
 
+def _landmark_dict(landmark: orm.Landmark | None) -> dict | None:
+    if landmark is None:
+        return None
+    return {
+        "slug": landmark.slug,
+        "name": landmark.name,
+        "city": landmark.city,
+        "country": landmark.country,
+        "latitude": landmark.latitude,
+        "longitude": landmark.longitude,
+        "map_url": map_url(landmark.latitude, landmark.longitude),
+    }
+
+
 def photo_dict(photo: orm.Photo) -> dict:
-    """A photo as the API and the pages show it: the index's view, with links to its images."""
-    landmark = photo.landmark
+    """A photo as the API and the pages show it: the index's view, with links to its images.
+
+    ``state``: auto or confirmed (tagged, by the model or a person), removed (by a person),
+    suggested (``suggestion`` is a landmark for a person to confirm, not written into the
+    file), or None (no landmark). ``decision``: the reason code of the last scan's decision.
+    """
     return {
         "id": photo.id,
         "path": photo.path,
         "name": os.path.basename(photo.path),
-        "landmark": None
-        if landmark is None
-        else {
-            "slug": landmark.slug,
-            "name": landmark.name,
-            "city": landmark.city,
-            "country": landmark.country,
-            "latitude": landmark.latitude,
-            "longitude": landmark.longitude,
-            "map_url": map_url(landmark.latitude, landmark.longitude),
-        },
+        "landmark": _landmark_dict(photo.landmark),
+        "suggestion": _landmark_dict(photo.suggestion),
         "confidence": photo.confidence,
-        "state": photo.tag_state,
+        "state": photo.tag_state or ("suggested" if photo.suggested_slug else None),
+        "decision": photo.decision,
         "url": url_for("web.photo_page", photo_id=photo.id),
         "thumbnail": url_for("web.thumbnail", photo_id=photo.id),
     }
@@ -147,6 +173,7 @@ def library_page():
         landmarks=landmarks,
         counts=counts,
         limit=filters["limit"],
+        states=STATE_NAMES,
     )
 
 
@@ -165,7 +192,8 @@ def _served_photo(session: Session, photo_id: int) -> tuple[orm.Photo, str]:
     The client names photos by id only; the path comes from the index and is resolved here,
     so ``..`` in a stored path or a symbolic link that leads out of the roots is refused.
     """
-    photo = session.get(orm.Photo, photo_id)
+    # An id past what the database holds (64 bits) is no photo, not an overflow.
+    photo = session.get(orm.Photo, photo_id) if 0 < photo_id < 2**63 else None
     if photo is None:
         abort(404, f"no photo {photo_id} in the index")
     real = os.path.realpath(photo.fs_path)
@@ -208,16 +236,18 @@ def photo_page(photo_id: int):
         photo, _ = _served_photo(session, photo_id)
         landmarks = {lm.slug: lm for lm in library.all_landmarks(session)}
         guesses = defaultdict(list)
-        for prediction in photo.predictions:
-            landmark = landmarks.get(prediction.slug) or Landmark(prediction.slug, prediction.slug)
-            guesses[prediction.model.model_id].append((landmark, prediction.probability))
+        for p in photo.predictions:
+            landmark = landmarks.get(p.slug) or Landmark(p.slug, p.slug)
+            guesses[p.model.model_id].append((landmark, p.probability, p.similarity, p.ordinary))
         writes = [(w.mode, w.target, w.written) for w in photo.writes]
         shown = photo_dict(photo)
+        why = recorded_explanation(photo, landmarks)
         camera = (photo.camera_latitude, photo.camera_longitude)
         taken_at = photo.taken_at
     return render_template(
         "photo.html",
         photo=shown,
+        why=why,
         guesses=dict(guesses),
         writes=writes,
         camera=camera,
@@ -235,6 +265,16 @@ def _json_body() -> dict:
     if not isinstance(body, dict):
         abort(415, "send a JSON object with Content-Type: application/json")
     return body
+
+
+def _correcting(correction, *args, **kwargs) -> list[Outcome]:
+    """Run a correction under the index lock; a scan holding it, or a bad name, is a 4xx."""
+    try:
+        return correction(*args, wait=LOCK_WAIT, **kwargs)
+    except IndexLockedError:
+        abort(409, "a scan is using the index right now: try again when it is done")
+    except ConfigError as error:
+        abort(400, str(error))
 
 
 def _outcome_response(photo_id: int, outcome: Outcome):
@@ -255,10 +295,7 @@ def api_tag(photo_id: int):
         abort(400, f"write must be one of {', '.join(WRITE_MODES)}")
     with _library().session() as session:
         path = _served_photo(session, photo_id)[0].fs_path
-    try:
-        [outcome] = confirm_landmark(_library(), [path], name.strip(), write)
-    except ConfigError as error:
-        abort(400, str(error))
+    [outcome] = _correcting(confirm_landmark, _library(), [path], name.strip(), write)
     return _outcome_response(photo_id, outcome)
 
 
@@ -268,8 +305,74 @@ def api_untag(photo_id: int):
     _json_body()
     with _library().session() as session:
         path = _served_photo(session, photo_id)[0].fs_path
-    [outcome] = remove_landmark(_library(), [path])
+    [outcome] = _correcting(remove_landmark, _library(), [path])
     return _outcome_response(photo_id, outcome)
+
+
+# -- review: a person confirms or rejects the suggestions --------------------------------
+
+
+@blueprint.get("/review")
+def review_page():
+    library = _library()
+    with library.session() as session:
+        landmarks = {lm.slug: lm for lm in library.all_landmarks(session)}
+        photos = [
+            {**photo_dict(photo), "why": recorded_explanation(photo, landmarks)}
+            for photo in library.find(session, state="suggested", limit=SEARCH_LIMIT)
+        ]
+    return render_template("review.html", photos=photos, limit=SEARCH_LIMIT)
+
+
+def _photo_ids(body: dict, key: str) -> list[int]:
+    """``body[key]``: a list of photo ids (none: empty), each once, in the order given."""
+    ids = body.get(key, [])
+    if not isinstance(ids, list) or not all(
+        type(pid) is int and 0 < pid < 2**63 for pid in ids
+    ):
+        abort(400, f'{key} must be a list of photo ids: {{"{key}": [1, 2]}}')
+    return list(dict.fromkeys(ids))
+
+
+def _review_request() -> tuple[list[int], list[int], str]:
+    """The photos to confirm and to reject, and how to write, from the request's JSON."""
+    body = _json_body()
+    confirm, reject = _photo_ids(body, "confirm"), _photo_ids(body, "reject")
+    write = body.get("write", "embed")
+    if not confirm and not reject:
+        abort(400, 'say which suggestions: {"confirm": [photo ids], "reject": [photo ids]}')
+    if len(confirm) + len(reject) > SEARCH_LIMIT:
+        abort(400, f"review at most {SEARCH_LIMIT} photos at once")
+    both = sorted(set(confirm) & set(reject))
+    if both:
+        abort(400, f"photo {both[0]} is both to confirm and to reject: choose one")
+    if write not in WRITE_MODES:
+        abort(400, f"write must be one of {', '.join(WRITE_MODES)}")
+    return confirm, reject, write
+
+
+@blueprint.post("/api/review")
+def api_review():
+    """Confirm suggestions (the same as ``tag``) and reject others (the same as ``untag``):
+    ``{"confirm": [photo ids], "reject": [photo ids], "write": "embed"}``."""
+    confirm, reject, write = _review_request()
+    suggested = {}
+    with _library().session() as session:
+        for pid in confirm + reject:  # every photo checked before anything changes
+            photo = _served_photo(session, pid)[0]
+            if photo.suggestion is None:
+                abort(409, f"photo {pid} has no suggestion to review (confirmed or rejected "
+                      "already?): reload the page")
+            suggested[pid] = (photo.fs_path, photo.suggestion.slug)
+    reviewed = _correcting(review_suggestions, _library(), suggested, confirm, reject, write)
+    with _library().session() as session:
+        results = [
+            {"id": r.photo_id, "action": r.action, "ok": r.outcome.ok, "message": said(r),
+             "photo": photo_dict(session.get(orm.Photo, r.photo_id))}
+            for r in reviewed
+        ]
+    ok = all(r.outcome.ok for r in reviewed)
+    return jsonify(ok=ok, message=review_summary(reviewed), results=results), 200 if ok else 422
 
 
 # -- about -------------------------------------------------------------------------------

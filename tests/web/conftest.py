@@ -6,14 +6,19 @@ import io
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
+from conftest import OPEN_GATE, build_tiny_model
 from phototagger.index import Library
-from phototagger.model import LandmarkModel
+from phototagger.model import LandmarkModel, read_meta, save_model_file
 from phototagger.scan.pipeline import Scanner, ScanOptions
 from phototagger.web import create_app
 
 COLOURS = [(200, 60, 40), (40, 90, 200), (60, 160, 80), (230, 200, 60)]
+#: Every answer plausible, none verified (as in tests/test_suggestions.py): margins that the
+#: fixture network's evidence never reaches for a tag, and always reaches for a suggestion.
+UNVERIFIED = {"tag_margin": 3.0, "suggest_margin": -4.0}
 
 
 def jpeg_bytes(size: tuple[int, int] = (320, 240), seed: int = 0, orientation: int = 1) -> bytes:
@@ -54,6 +59,39 @@ def library(tmp_path, photos, model) -> Library:
     summary = Scanner(library, model, ScanOptions(workers=0, write="none")).run([photos])
     assert summary.tagged == 4, summary.to_dict()
     return library
+
+
+@pytest.fixture(scope="session")
+def suggesting_model(tmp_path_factory) -> LandmarkModel:
+    """The fixture network in a model file whose every answer is a suggestion, never a tag."""
+    path = build_tiny_model(tmp_path_factory.mktemp("suggesting") / "unsure.pt")
+    meta = read_meta(path)
+    meta["evidence"] = {**meta["evidence"], **OPEN_GATE, **UNVERIFIED}
+    module = torch.jit.load(str(path))
+    save_model_file(module, {k: v for k, v in meta.items() if not k.startswith("format")}, path)
+    return LandmarkModel.load(path, "cpu")
+
+
+@pytest.fixture
+def review_library(tmp_path, photos, suggesting_model) -> Library:
+    """The four photos scanned, writing as a scan does by default, by ``suggesting_model``:
+    four suggestions, and not a byte of any file changed."""
+    before = {path: path.read_bytes() for path in photos.rglob("*.jpg")}
+    library = Library(f"sqlite:///{tmp_path}/review.sqlite3")
+    summary = Scanner(library, suggesting_model, ScanOptions(workers=0)).run([photos])
+    assert (summary.tagged, summary.suggested) == (0, 4), summary.to_dict()
+    assert {path: path.read_bytes() for path in photos.rglob("*.jpg")} == before
+    return library
+
+
+@pytest.fixture
+def review_app(suggesting_model, review_library):
+    return create_app(model=suggesting_model, library=review_library)
+
+
+@pytest.fixture
+def review_client(review_app):
+    return review_app.test_client()
 
 
 @pytest.fixture

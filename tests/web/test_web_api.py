@@ -7,6 +7,7 @@ import io
 import os
 import struct
 import zlib
+from pathlib import Path
 
 import piexif
 import pytest
@@ -23,6 +24,7 @@ from phototagger.predict import predict_bytes
 from phototagger.scan.pipeline import Scanner, ScanOptions
 from phototagger.web import create_app
 from phototagger.web import routes as web_routes
+from tests.tags.exiftool import exiftool_json, needs_exiftool
 
 from .conftest import jpeg_bytes
 
@@ -313,12 +315,18 @@ def test_a_root_scanned_through_a_symlink_is_served(tmp_path, model):
 @pytest.mark.parametrize(
     "path",
     ["/photos/..%2f..%2fetc%2fpasswd", "/photos/%2fetc%2fpasswd/thumbnail.jpg",
-     "/static/../../etc/passwd", "/static/%2e%2e/__init__.py", "/photos/-1/thumbnail.jpg"],
+     "/static/../../etc/passwd", "/static/%2e%2e/__init__.py", "/photos/-1/thumbnail.jpg",
+     "/photos/99999999999999999999999", "/photos/9223372036854775808/preview.jpg"],
 )
 def test_raw_paths_are_never_served(client, path):
     response = client.get(path)
     assert response.status_code == 404
     assert b"root:" not in response.data and b"create_app" not in response.data
+
+
+def test_an_id_past_64_bits_is_no_photo(client):
+    response = client.post("/api/photos/99999999999999999999999/untag", json={})
+    assert response.status_code == 404 and "no photo" in response.json["error"]
 
 
 # -- corrections -------------------------------------------------------------------------
@@ -454,3 +462,228 @@ def test_about_page_copes_without_measurements(client):
 def test_serve_binds_to_loopback_by_default():
     host = next(p for p in cli_main.commands["serve"].params if p.name == "host")
     assert host.default == "127.0.0.1"
+
+
+# -- suggestions: browse every state, review, confirm, reject -----------------------------
+
+
+def suggested_photos(library) -> dict[int, tuple[Path, str]]:
+    """Each suggested photo's path and suggested landmark (slug), by id."""
+    with library.session() as session:
+        return {p.id: (Path(p.fs_path), p.suggested_slug)
+                for p in library.find(session, state="suggested")}
+
+
+def row(library, pid: int) -> orm.Photo:
+    with library.session() as session:
+        return session.get(orm.Photo, pid)
+
+
+def test_every_state_can_be_browsed(review_client, review_library):
+    assert review_client.get("/api/photos").json["count"] == 0  # nothing is tagged
+    found = review_client.get("/api/photos", query_string={"state": "suggested"}).json
+    assert found["count"] == 4
+    for photo in found["photos"]:
+        assert photo["state"] == "suggested" and photo["landmark"] is None
+        assert photo["suggestion"]["slug"] and photo["decision"] == "unverified"
+    counts = {state: review_client.get("/api/photos", query_string={"state": state}).json[
+        "count"] for state in ("tagged", "suggested", "none", "person", "all")}
+    assert counts == {"tagged": 0, "suggested": 4, "none": 0, "person": 0, "all": 4}
+    name = found["photos"][0]["suggestion"]["name"]  # a landmark filter finds suggestions too
+    same = review_client.get("/api/photos", query_string={"state": "suggested",
+                                                          "landmark": name}).json["photos"]
+    assert found["photos"][0]["id"] in [photo["id"] for photo in same]
+    bad = review_client.get("/api/photos", query_string={"state": "maybe"})
+    assert bad.status_code == 400 and bad.json["error"].startswith("state must be one of")
+    assert review_client.get("/library", query_string={"state": "maybe"}).status_code == 400
+
+
+def test_the_library_page_marks_suggestions_as_suggestions(review_client):
+    default = review_client.get("/library").get_data(as_text=True)
+    assert 'class="tile"' not in default and "No tagged photos yet" in default
+    html = review_client.get("/library", query_string={"state": "suggested"}).get_data(
+        as_text=True)
+    assert html.count('data-state="suggested"') == 4
+    assert html.count("suggested, not in the file") == 4 and "% sure" not in html
+    assert '<option value="suggested" selected>' in html and 'href="/review"' in html
+    every = review_client.get("/library", query_string={"state": "all"}).get_data(as_text=True)
+    assert every.count('class="tile"') == 4
+    none = review_client.get("/library", query_string={"state": "none"}).get_data(as_text=True)
+    assert "No photo without a landmark in the index." in none
+
+
+def test_photo_page_shows_the_suggestion_its_reason_and_evidence(review_client, review_library):
+    pid, (_, slug) = next(iter(suggested_photos(review_library).items()))
+    html = review_client.get(f"/photos/{pid}").get_data(as_text=True)
+    assert "Suggested, not written into the file." in html
+    assert "not written into the file</strong>" in html
+    assert f'data-api="/api/photos/{pid}/tag"' in html and f'value="{slug}"' in html
+    assert f'data-api="/api/photos/{pid}/untag"' in html and "Reject the suggestion" in html
+    assert 'id="write-top"' not in html  # the suggestion's Confirm is the one to press
+    why = html[html.index('<p class="why">'):].split("</p>")[0]
+    assert "looks most like" in why and why.endswith("against 3.00 needed): a suggestion")
+    assert html.count('class="guess-evidence"') == 5  # every prediction's evidence
+    with review_library.session() as session:
+        evidence = [(p.similarity, p.ordinary) for p in session.get(orm.Photo, pid).predictions]
+    assert all(similarity is not None for similarity, _ in evidence)
+    for similarity, ordinary in evidence:
+        assert (f"like its known photos {similarity:.3f}; like ordinary photos of no landmark "
+                f"{ordinary:.3f}</div>") in html
+
+
+def test_photo_page_of_a_tagged_photo_says_why(client, library, photos):
+    html = client.get(f"/photos/{photo_id(library, photos / 'photo0.jpg')}").get_data(
+        as_text=True)
+    why = html[html.index('<p class="why">'):].split("</p>")[0]
+    assert why.endswith("more alike than ordinary photos): tagged")
+    assert "Suggested" not in html and 'id="write-top"' in html
+
+
+def test_review_page_lists_every_suggestion(review_client, review_library, client):
+    suggested = suggested_photos(review_library)
+    html = review_client.get("/review").get_data(as_text=True)
+    assert html.count('class="review-item"') == 4 and 'id="select-all"' in html
+    assert "Confirm selected" in html and "Reject selected" in html
+    assert 'id="review-empty" class="count" hidden' in html
+    with review_library.session() as session:
+        for pid, (_, slug) in suggested.items():
+            assert f'/photos/{pid}/thumbnail.jpg' in html and f'value="{pid}"' in html
+            assert review_library.landmark(session, slug).name in html
+    assert html.count('<p class="why">') == 4 and html.count("a suggestion</p>") == 4
+    assert '<a href="/review" aria-current="page">Review</a>' in html
+    empty = client.get("/review").get_data(as_text=True)  # every photo there is tagged
+    assert "No suggestions to review." in empty and 'class="review-item"' not in empty
+    assert 'id="review-empty" class="count" >' in empty
+
+
+@needs_exiftool
+def test_review_confirms_into_the_file_and_rejects_without_touching_it(
+    review_client, review_library, suggesting_model, photos
+):
+    (good, (good_path, slug)), (bad, (bad_path, _)) = list(
+        suggested_photos(review_library).items())[:2]
+    untouched = bad_path.read_bytes()
+    response = review_client.post("/api/review", json={"confirm": [good], "reject": [bad]})
+    assert response.status_code == 200, response.json
+    answer = response.json
+    assert answer["ok"] and answer["message"] == "1 confirmed, 1 rejected"
+    assert [(r["id"], r["action"], r["ok"]) for r in answer["results"]] == [
+        (good, "confirm", True), (bad, "reject", True)]
+    assert answer["results"][0]["photo"]["state"] == "confirmed"
+    assert answer["results"][1]["photo"]["state"] == "removed"
+
+    written = tags.read_tags(good_path)
+    assert (written.slug, written.source, written.where) == (slug, "person", good_path)
+    read = exiftool_json(good_path)
+    with review_library.session() as session:
+        name = review_library.landmark(session, slug).name
+    assert read["XMP-phototagger:Source"] == "person"
+    assert read["XMP-iptcCore:Location"] == name and name in str(read["XMP-dc:Subject"])
+    confirmed = row(review_library, good)
+    assert (confirmed.tag_state, confirmed.landmark_slug, confirmed.suggested_slug) == (
+        "confirmed", slug, None)
+
+    assert bad_path.read_bytes() == untouched and tags.read_tags(bad_path) is None
+    assert not any(key.startswith("XMP-phototagger") for key in exiftool_json(bad_path))
+    assert not list(photos.rglob("*.xmp"))
+    rejected = row(review_library, bad)
+    assert (rejected.tag_state, rejected.landmark_slug, rejected.suggested_slug) == (
+        "removed", None, None)
+
+    person = review_client.get("/api/photos", query_string={"state": "person"}).json
+    assert sorted(p["id"] for p in person["photos"]) == sorted([good, bad])
+    assert review_client.get("/api/photos", query_string={"state": "suggested"}).json[
+        "count"] == 2
+    # Later scans keep both decisions: the confirmed tag stays, the rejected photo stays off.
+    Scanner(review_library, suggesting_model, ScanOptions(workers=0, force=True)).run([photos])
+    assert row(review_library, good).tag_state == "confirmed"
+    again = row(review_library, bad)
+    assert (again.tag_state, again.suggested_slug) == ("removed", None)
+    assert bad_path.read_bytes() == untouched
+
+
+def test_review_in_bulk_confirms_each_photo_as_its_own_suggestion(review_client,
+                                                                   review_library):
+    suggested = suggested_photos(review_library)
+    *confirm, reject = suggested
+    response = review_client.post("/api/review", json={"confirm": confirm, "reject": [reject],
+                                                       "write": "sidecar"})
+    assert response.status_code == 200, response.json
+    assert response.json["message"] == "3 confirmed, 1 rejected"
+    assert [r["id"] for r in response.json["results"]] == [*confirm, reject]
+    for pid in confirm:
+        path, slug = suggested[pid]
+        assert row(review_library, pid).landmark_slug == slug
+        found = tags.read_tags(path)
+        assert found.slug == slug and found.where.suffix == ".xmp"  # as asked: a sidecar
+    assert row(review_library, reject).tag_state == "removed"
+    html = review_client.get("/review").get_data(as_text=True)
+    assert "No suggestions to review." in html and 'class="review-item"' not in html
+
+
+def test_review_of_one_says_what_became_of_it(review_client, review_library):
+    pid, (path, _) = next(iter(suggested_photos(review_library).items()))
+    answer = review_client.post("/api/review", json={"reject": [pid]}).json
+    assert answer["message"] == f"{path.name}: suggestion rejected (later scans leave this " \
+        "photo untagged)"
+
+
+def test_review_refuses_bad_input_and_changes_nothing(review_client, review_library, photos,
+                                                      tmp_path):
+    suggested = suggested_photos(review_library)
+    first, second = list(suggested)[:2]
+    before = {path: path.read_bytes() for path in photos.rglob("*.jpg")}
+    outside = add_row(review_library, str(tmp_path / "outside" / "secret.jpg"))
+    refused = [
+        ({}, 400, "say which suggestions"),
+        ({"confirm": [], "reject": []}, 400, "say which suggestions"),
+        ({"confirm": str(first)}, 400, "confirm must be a list of photo ids"),
+        ({"reject": [True]}, 400, "reject must be a list of photo ids"),
+        ({"confirm": [1.5]}, 400, "list of photo ids"),
+        ({"confirm": [2**70]}, 400, "list of photo ids"),
+        ({"confirm": [-1]}, 400, "list of photo ids"),
+        ({"confirm": [first], "reject": [second, first]}, 400, f"photo {first} is both"),
+        ({"confirm": [first], "write": "everywhere"}, 400, "write must be one of"),
+        ({"confirm": list(range(1, 502))}, 400, "at most 500"),
+        ({"confirm": [first, 999]}, 404, "no photo 999 in the index"),
+        ({"reject": [first, outside]}, 403, "outside the scanned folders"),
+    ]
+    for body, status, words in refused:
+        response = review_client.post("/api/review", json=body)
+        assert response.status_code == status, (body, response.json)
+        error = response.json["error"]
+        assert words in error and "\n" not in error, body
+    assert review_client.post("/api/review", json=[first]).status_code == 415
+    assert review_client.post("/api/review", data={"confirm": str(first)}).status_code == 415
+    assert review_client.post("/api/review").status_code == 415
+    for header in ({"Origin": "http://evil.example"}, {"Referer": "http://evil.example/x"}):
+        response = review_client.post("/api/review", json={"confirm": [first]}, headers=header)
+        assert response.status_code == 403 and "cross-site" in response.json["error"]
+    assert suggested_photos(review_library) == suggested  # not one suggestion reviewed
+    assert {path: path.read_bytes() for path in photos.rglob("*.jpg")} == before
+
+    assert review_client.post("/api/review", json={"confirm": [first]}).status_code == 200
+    for body in ({"confirm": [first]}, {"reject": [first]}):  # reviewed already
+        response = review_client.post("/api/review", json=body)
+        assert response.status_code == 409 and "no suggestion to review" in response.json["error"]
+    assert row(review_library, first).tag_state == "confirmed"
+
+
+def test_corrections_wait_for_a_scan_then_say_so(review_client, review_library, monkeypatch):
+    monkeypatch.setattr(web_routes, "LOCK_WAIT", 0.05)
+    pid = next(iter(suggested_photos(review_library)))
+    with review_library.lock():
+        for url, body in (("/api/review", {"confirm": [pid]}), ("/api/review", {"reject": [pid]}),
+                          (f"/api/photos/{pid}/untag", {}),
+                          (f"/api/photos/{pid}/tag", {"landmark": "Colosseum"})):
+            response = review_client.post(url, json=body)
+            assert response.status_code == 409, (url, response.json)
+            assert "a scan is using the index" in response.json["error"]
+    assert row(review_library, pid).suggested_slug is not None
+    assert review_client.post("/api/review", json={"confirm": [pid]}).status_code == 200
+
+
+def test_every_state_the_index_lists_has_a_name_on_the_library_page():
+    from phototagger.index.store import STATES
+
+    assert tuple(web_routes.STATE_NAMES) == STATES

@@ -1,14 +1,19 @@
-"""End to end in real headless Chromium: upload a JPEG, see its landmarks, search the library."""
+"""End to end in real headless Chromium: upload a JPEG, see its landmarks, search the library,
+review suggestions."""
 
 from __future__ import annotations
 
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
+
+from phototagger import tags
+from phototagger.index import models as orm
 
 from .conftest import jpeg_bytes
 
@@ -38,24 +43,44 @@ def browser():
         chromium.close()
 
 
-@pytest.fixture
-def server(app):
+@contextmanager
+def serving(app):
     """The app on a free loopback port, served from a thread like ``phototagger serve``."""
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    thread.join(5)
+    try:
+        yield f"http://127.0.0.1:{httpd.server_port}"
+    finally:
+        httpd.shutdown()
+        thread.join(5)
+
+
+@pytest.fixture
+def server(app):
+    with serving(app) as url:
+        yield url
+
+
+@pytest.fixture
+def review_server(review_app):
+    """The app on a library whose every photo is a suggestion."""
+    with serving(review_app) as url:
+        yield url
+
+
+def watched_page(browser, errors: list):
+    page = browser.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("requestfailed", lambda request: errors.append(request.url))
+    return page
 
 
 def test_upload_a_jpeg_and_search_the_library(browser, server, tmp_path, client):
     photo = tmp_path / "upload.jpg"
     photo.write_bytes(jpeg_bytes(size=(400, 300), seed=1, orientation=6))
-    page = browser.new_page()
     errors = []
-    page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("requestfailed", lambda request: errors.append(request.url))
+    page = watched_page(browser, errors)
 
     page.goto(server + "/")
     page.set_input_files("#photo-input", str(photo))
@@ -93,4 +118,94 @@ def test_upload_a_jpeg_and_search_the_library(browser, server, tmp_path, client)
     page.wait_for_selector("[data-message]:not([hidden])")
     assert "confirmed as Hagia Sophia" in page.locator("[data-message]").inner_text()
     page.wait_for_selector("h1:has-text('Hagia Sophia')")
+    assert errors == []
+
+
+def test_review_suggestions_one_by_one_and_in_bulk(browser, review_server, review_library,
+                                                   photos):
+    with review_library.session() as session:
+        suggested = {p.id: (Path(p.fs_path), p.suggested_slug)
+                     for p in review_library.find(session, state="suggested")}
+    before = {path: path.read_bytes() for path, _ in suggested.values()}
+    first, second, *rest = suggested
+    errors = []
+    page = watched_page(browser, errors)
+
+    page.goto(review_server + "/library")
+    page.select_option("form.search select[name=state]", "suggested")
+    page.click("form.search button")
+    page.wait_for_selector("#photos .tile[data-state=suggested]")
+    assert page.locator("#photos .tile").count() == 4
+    assert set(page.locator("#photos .tile-meta").all_inner_texts()) == {
+        "suggested, not in the file"}
+    page.click("nav a:has-text('Review')")
+    page.wait_for_selector("#suggestions .review-item")
+    page.wait_for_load_state("networkidle")
+    assert page.locator("#suggestions .review-item").count() == 4
+    assert page.locator("#confirm-selected").is_disabled()  # nothing selected yet
+    assert page.locator(f"#suggestion-{first} .why").inner_text().endswith("a suggestion")
+
+    # One by one: confirm the first photo's suggestion with its own button.
+    page.click(f"#suggestion-{first} button[data-action=confirm]")
+    page.wait_for_selector(f"#suggestion-{first}", state="detached")
+    message = page.locator("#review-message")
+    assert "confirmed as" in message.inner_text() and "written to" in message.inner_text()
+    # Then reject the second through its checkbox and "Reject selected".
+    page.check(f"#pick-{second}")
+    assert page.locator("#review-count").inner_text() == "3 suggestions, 1 selected"
+    page.click("#reject-selected")
+    page.wait_for_selector(f"#suggestion-{second}", state="detached")
+    assert "suggestion rejected" in message.inner_text()
+
+    with review_library.session() as session:
+        confirmed, rejected = session.get(orm.Photo, first), session.get(orm.Photo, second)
+        assert (confirmed.tag_state, confirmed.landmark_slug, confirmed.suggested_slug) == (
+            "confirmed", suggested[first][1], None)
+        assert (rejected.tag_state, rejected.landmark_slug, rejected.suggested_slug) == (
+            "removed", None, None)
+    written = tags.read_tags(suggested[first][0])
+    assert (written.slug, written.source) == (suggested[first][1], "person")
+    second_path = suggested[second][0]
+    assert second_path.read_bytes() == before[second_path]
+    assert tags.read_tags(second_path) is None
+
+    # In bulk: select all that is left, confirm them all; then nothing is left to review.
+    page.check("#select-all")
+    assert page.locator("#review-count").inner_text() == f"{len(rest)} suggestions, " \
+        f"{len(rest)} selected"
+    page.click("#confirm-selected")
+    page.wait_for_selector("#review-empty:not([hidden])")
+    assert page.locator("#review-empty").inner_text() == "No suggestions to review."
+    assert message.inner_text() == f"{len(rest)} confirmed"
+    for pid in rest:
+        assert tags.read_tags(suggested[pid][0]).slug == suggested[pid][1]
+    page.goto(review_server + "/review")
+    assert page.locator("#review-empty").is_visible()
+    assert page.locator(".review-item").count() == 0
+    assert errors == []
+
+
+def test_confirm_and_reject_a_suggestion_on_its_photo_page(browser, review_server,
+                                                           review_library):
+    with review_library.session() as session:
+        suggested = {p.id: (Path(p.fs_path), p.suggested_slug)
+                     for p in review_library.find(session, state="suggested")}
+    (keep, (keep_path, slug)), (drop, (drop_path, _)) = list(suggested.items())[:2]
+    untouched = drop_path.read_bytes()
+    errors = []
+    page = watched_page(browser, errors)
+
+    page.goto(f"{review_server}/photos/{keep}")
+    assert page.locator(".verdict").inner_text() == "Suggested, not written into the file."
+    page.click("#confirm-suggestion")
+    page.wait_for_selector(".verdict:has-text('Confirmed by you.')")
+    assert tags.read_tags(keep_path).slug == slug
+
+    page.goto(f"{review_server}/photos/{drop}")
+    page.click("#reject-suggestion")
+    page.wait_for_selector(".verdict:has-text('You removed its landmark')")
+    assert page.locator("#reject-suggestion").count() == 0
+    assert drop_path.read_bytes() == untouched
+    with review_library.session() as session:
+        assert session.get(orm.Photo, drop).tag_state == "removed"
     assert errors == []

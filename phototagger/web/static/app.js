@@ -110,8 +110,70 @@ function setUpAction(form) {
   });
 }
 
+function setUpReview(form) {
+  const message = document.getElementById("review-message");
+  const selectAll = document.getElementById("select-all");
+  const count = document.getElementById("review-count");
+  const boxes = () => [...form.querySelectorAll("input[name=photo]")];
+
+  function refresh() {
+    const every = boxes();
+    const picked = every.filter((box) => box.checked).length;
+    selectAll.checked = every.length > 0 && picked === every.length;
+    selectAll.indeterminate = picked > 0 && picked < every.length;
+    for (const button of form.querySelectorAll(".review-bar button")) button.disabled = !picked;
+    count.textContent = `${every.length} suggestion${every.length === 1 ? "" : "s"}` +
+      (picked ? `, ${picked} selected` : "");
+    if (!every.length) {
+      form.hidden = true;
+      document.getElementById("review-empty").hidden = false;
+    }
+  }
+
+  async function review(action, ids) {
+    const buttons = form.querySelectorAll("button");
+    for (const button of buttons) button.disabled = true;
+    try {
+      const response = await fetch(form.dataset.api, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ [action]: ids }),
+      });
+      const answer = await response.json().catch(() => ({}));
+      for (const result of answer.results || []) {
+        if (result.ok) document.getElementById(`suggestion-${result.id}`)?.remove();
+      }
+      message.classList.toggle("error", !response.ok);
+      show(message, answer.message || answer.error || `the server answered ${response.status}`);
+    } catch (problem) {
+      message.classList.add("error");
+      show(message, problem.message);
+    } finally {
+      for (const button of buttons) button.disabled = false;
+      refresh();
+    }
+  }
+
+  selectAll.addEventListener("change", () => {
+    for (const box of boxes()) box.checked = selectAll.checked;
+    refresh();
+  });
+  form.addEventListener("change", (event) => { if (event.target !== selectAll) refresh(); });
+  form.addEventListener("submit", (event) => event.preventDefault());
+  form.addEventListener("click", (event) => {
+    const button = event.target.closest("button[data-action]");
+    if (!button) return;
+    const ids = button.dataset.id ? [Number(button.dataset.id)]
+      : boxes().filter((box) => box.checked).map((box) => Number(box.value));
+    if (ids.length) review(button.dataset.action, ids);
+  });
+  refresh();
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const predictForm = document.getElementById("predict-form");
   if (predictForm) setUpPredict(predictForm);
   for (const form of document.querySelectorAll("form.action[data-api]")) setUpAction(form);
+  const reviewForm = document.getElementById("review-form");
+  if (reviewForm) setUpReview(reviewForm);
 });
