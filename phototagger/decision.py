@@ -6,12 +6,16 @@
 1. a person's decision holds (their landmark is the tag; a tag they removed stays off);
 2. an image with next to no detail gets nothing (a lens cap, a wall of sky);
 3. the camera's own GPS vetoes a landmark too far away to be in view;
-4. the model must be sure enough (its calibrated probability reaches the threshold);
+4. the model must be sure enough for a suggestion (its calibrated probability reaches the
+   threshold);
 5. the reference photos must back it: the photo must look more like the landmark's own
-   photos than like ordinary photos of no landmark, by the model file's margin. Between the
-   suggestion margin and the tag margin it is a *suggestion* (in the index, for a person to
-   confirm; never written into a file); below, nothing. A model file without reference
-   photos (format 1) can only suggest.
+   photos than like ordinary photos of no landmark, by the model file's margin. Below the
+   suggestion margin it gets nothing;
+6. a tag needs both lines of evidence strong: the tag margin and the tag probability (the
+   softmax is the best single signal against landmarks the model never learnt, the margin
+   against ordinary photos). Short of either it is a *suggestion* (in the index, for a person
+   to confirm; never written into a file). A model file without reference photos
+   (format 1) can only suggest.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ class Reason(StrEnum):
     FAR_FROM_CAMERA = "far_from_camera"
     BELOW_THRESHOLD = "below_threshold"
     UNVERIFIED = "unverified"  # plausible, but the reference photos do not back it enough
+    UNSURE = "unsure"  # backed by the reference photos, but not probable enough for a tag
     NOT_SIMILAR = "not_similar"  # the reference photos speak against it
     NO_EVIDENCE = "no_evidence"  # a model file without reference photos
 
@@ -48,6 +53,7 @@ OUTCOME_OF = {
     Reason.VERIFIED: Outcome.TAGGED,
     Reason.PERSON: Outcome.TAGGED,
     Reason.UNVERIFIED: Outcome.SUGGESTED,
+    Reason.UNSURE: Outcome.SUGGESTED,
     Reason.NO_EVIDENCE: Outcome.SUGGESTED,
 }
 
@@ -82,17 +88,27 @@ class Facts:
 
 @dataclass(frozen=True)
 class Policy:
-    """The operating point: the model file's own unless a scan overrides the threshold."""
+    """The operating point: the model file's own unless a scan overrides the threshold.
+
+    ``threshold`` is the least probability for anything (a person may raise or lower it); a
+    tag also needs ``tag_probability``, which a lower threshold never undercuts.
+    """
 
     threshold: float
     #: Margins over the ordinary photos; None: the model brings no reference photos.
     tag_margin: float | None = None
     suggest_margin: float | None = None
+    tag_probability: float | None = None
+
+    @property
+    def tag_floor(self) -> float:
+        """The probability a tag needs."""
+        return max(self.threshold, self.tag_probability or 0.0)
 
     @classmethod
     def recorded(cls, row) -> Policy:
         """The policy of a model as the index recorded it (a ``models`` row)."""
-        return cls(row.threshold, row.tag_margin, row.suggest_margin)
+        return cls(row.threshold, row.tag_margin, row.suggest_margin, row.tag_probability)
 
     @classmethod
     def of(cls, model, threshold: float | None = None) -> Policy:
@@ -102,6 +118,7 @@ class Policy:
             model.threshold if threshold is None else threshold,
             evidence.get("tag_margin"),
             evidence.get("suggest_margin"),
+            evidence.get("tag_probability"),
         )
 
 
@@ -150,6 +167,9 @@ class Decision:
             case Reason.UNVERIFIED:
                 return (f"{looks}, but its known photos are not similar enough "
                         f"({_margin(e)} against {policy.tag_margin:.2f} needed): a suggestion")
+            case Reason.UNSURE:
+                return (f"{looks}, and its known photos back it ({_margin(e)}), but it is not "
+                        f"sure enough for a tag ({policy.tag_floor:.2f} needed): a suggestion")
             case Reason.NOT_SIMILAR:
                 return (f"{looks}, but no known photo of it is similar enough "
                         f"({_margin(e)}): not tagged")
@@ -179,8 +199,10 @@ def decide(evidence: Evidence | None, facts: Facts, policy: Policy) -> Decision:
     margin = evidence.margin
     if margin is None or policy.tag_margin is None:
         return Decision(Outcome.SUGGESTED, Reason.NO_EVIDENCE, evidence)
-    if margin >= policy.tag_margin:
-        return Decision(Outcome.TAGGED, Reason.VERIFIED, evidence)
-    if policy.suggest_margin is not None and margin >= policy.suggest_margin:
-        return Decision(Outcome.SUGGESTED, Reason.UNVERIFIED, evidence)
-    return Decision(Outcome.NONE, Reason.NOT_SIMILAR, evidence)
+    if margin < policy.tag_margin:
+        if policy.suggest_margin is not None and margin >= policy.suggest_margin:
+            return Decision(Outcome.SUGGESTED, Reason.UNVERIFIED, evidence)
+        return Decision(Outcome.NONE, Reason.NOT_SIMILAR, evidence)
+    if evidence.probability < policy.tag_floor:
+        return Decision(Outcome.SUGGESTED, Reason.UNSURE, evidence)
+    return Decision(Outcome.TAGGED, Reason.VERIFIED, evidence)

@@ -67,6 +67,28 @@ def test_the_reasons_are_said_in_plain_words():
     assert "the camera's GPS puts it 16,9" in said["far"]  # Paris to Sydney, about 16,960 km
 
 
+SURE = Policy(threshold=0.5, tag_margin=0.2, suggest_margin=0.05, tag_probability=0.95)
+
+
+def test_a_tag_needs_the_tag_probability_too():
+    unsure = decide(evidence(probability=0.9), Facts(0.3), SURE)
+    assert (unsure.outcome, unsure.reason) == (Outcome.SUGGESTED, Reason.UNSURE)
+    assert unsure.explain(SURE).endswith("not sure enough for a tag (0.95 needed): a suggestion")
+    assert decide(evidence(probability=0.96), Facts(0.3), SURE).reason is Reason.VERIFIED
+    # Weak evidence stays what it was, however probable.
+    assert decide(evidence(0.99, similarity=0.42), Facts(0.3), SURE).reason is Reason.NOT_SIMILAR
+
+
+def test_a_lower_threshold_never_undercuts_the_tag_probability_and_a_higher_one_wins():
+    lower = Policy(0.3, 0.2, 0.05, tag_probability=0.95)
+    assert decide(evidence(probability=0.9), Facts(0.3), lower).reason is Reason.UNSURE
+    assert decide(evidence(probability=0.4), Facts(0.3), lower).reason is Reason.UNSURE
+    higher = Policy(0.98, 0.2, 0.05, tag_probability=0.95)
+    assert higher.tag_floor == 0.98
+    assert decide(evidence(probability=0.96), Facts(0.3), higher).reason is \
+        Reason.BELOW_THRESHOLD
+
+
 def test_a_threshold_override_keeps_the_model_files_margins(tiny_model_path):
     model = LandmarkModel.load(tiny_model_path)
     policy = Policy.of(model, threshold=0.7)

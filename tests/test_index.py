@@ -31,7 +31,7 @@ def test_first_use_migrates_a_real_sqlite_file_in_wal_mode(tmp_path):
     assert {"photos", "predictions", "models", "runs", "writes", "landmarks",
             "alembic_version"} <= tables
     assert connection.execute("pragma journal_mode").fetchone()[0] == "wal"
-    assert connection.execute("select version_num from alembic_version").fetchone()[0] == "0005"
+    assert connection.execute("select version_num from alembic_version").fetchone()[0] == "0006"
 
 
 def test_find_matches_names_partially_without_case_or_accents(library):

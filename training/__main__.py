@@ -184,7 +184,8 @@ def openset(model_path: Path, data: Path, negatives: Path, unknown: Path | None,
     rates = None
     if unknown_report:
         curve = json.loads(unknown_report.read_text())["curve"]
-        rates = {row["keep"]: row["unknown_tagged"] for row in curve}
+        rates = {(row.get("keep_probability", 1.0), row["keep"]): row["unknown_tagged"]
+                 for row in curve}
     try:
         plots = plots or Path("docs/plots") / read_meta(model_path)["name"]
         report = evaluate_openset(model_path, data, negatives, unknown, gazetteer, write,
@@ -193,11 +194,12 @@ def openset(model_path: Path, data: Path, negatives: Path, unknown: Path | None,
         _fail(error)
     plots.mkdir(parents=True, exist_ok=True)
     (plots / "openset.json").write_text(json.dumps(report, indent=1))
-    click.echo(f"{'keep':>6} {'margin':>7} {'known':>6} {'prec':>6} {'ordinary':>8} "
-               f"{'unknown':>7} {'mix':>6}")
+    click.echo(f"{'keep':>6} {'margin':>7} {'p-keep':>6} {'prob':>6} {'known':>6} {'prec':>6} "
+               f"{'ordinary':>8} {'unknown':>7} {'mix':>6}")
     for row in report["curve"]:
         unknown_rate = row["unknown_tagged"]
         click.echo(f"{row['keep']:6.3f} {row['tag_margin']:7.3f} "
+                   f"{row['keep_probability']:6.3f} {row['tag_probability']:6.3f} "
                    f"{row['known_tagged_right']:6.1%} {row['known_precision']:6.1%} "
                    f"{row['ordinary_tagged']:8.2%} "
                    f"{'-' if unknown_rate is None else f'{unknown_rate:.1%}':>7} "

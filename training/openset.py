@@ -8,8 +8,9 @@ trained without them) are counted as tags too. Every count goes through
 :func:`phototagger.decision.decide`, as ``scan`` does.
 
 The operating point is a rule, not a number tuned to one folder: the tag margin keeps a share
-``keep`` of the known-landmark photos the model gets right, and ``keep`` is chosen for
-precision on a realistic mix of photos (most of a library shows no landmark).
+``keep`` of the known-landmark photos the model gets right and the tag probability a share
+``keep_probability`` of them, and the pair is chosen for precision on a realistic mix of
+photos (most of a library shows no landmark).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ MIX = {"ordinary": 0.90, "unknown": 0.05, "known": 0.05}
 #: suggestion margin keeps.
 KEEPS = (0.995, 0.99, 0.98, 0.97, 0.96, 0.95, 0.94, 0.93, 0.92, 0.9, 0.88, 0.85)
 SUGGEST_KEEP = 0.995
+#: The shares the tag probability may keep (1.0: the threshold alone).
+PROBABILITY_KEEPS = (1.0, 0.95, 0.9, 0.85, 0.8, 0.75, 0.7)
 #: The precision on the mix the operating point must reach (the highest ``keep`` that does).
 MIN_MIX_PRECISION = 0.9
 
@@ -126,13 +129,14 @@ def auroc(positives: list[float], negatives: list[float]) -> float:
 def evaluate_openset(model_path: str | Path, data: Path, negatives: Path,
                      unknown: Path | None = None, gazetteer: Path | None = None,
                      write: bool = True, min_mix_precision: float = MIN_MIX_PRECISION,
-                     unknown_rates: dict[float, float] | None = None) -> dict:
+                     unknown_rates: dict[tuple[float, float], float] | None = None) -> dict:
     """Measure the open-set rates at every candidate operating point; with ``write``, store
     the chosen margins and figures in the model file.
 
     ``unknown``: photos of landmarks the model was not trained on. A shipped model knows all
     the landmarks there are photos of, so ``unknown_rates`` can bring the rate a model trained
-    without some of them measured at each ``keep`` (its report's curve): the same rule.
+    without some of them measured at each ``(keep_probability, keep)`` (its report's curve):
+    the same rule.
     """
     model = LandmarkModel.load(model_path, device="cpu")
     if model.evidence is None:
@@ -168,21 +172,29 @@ def evaluate_openset(model_path: str | Path, data: Path, negatives: Path,
 
     sure = [decide(e, Facts(detail=d), Policy(model.threshold)).outcome is not Outcome.NONE
             for e, d in zip(known_evidence, known.detail, strict=True)]
-    margins = torch.tensor([e.margin for e, ok, s in zip(known_evidence, right.tolist(), sure,
-                                                        strict=True) if ok and s])
-    if not len(margins):
+    recognised = [e for e, ok, s in zip(known_evidence, right.tolist(), sure, strict=True)
+                  if ok and s]
+    if not recognised:
         raise ConfigError("the model recognises none of its validation photos")
+    margins = torch.tensor([e.margin for e in recognised])
+    probabilities = torch.tensor([e.probability for e in recognised], dtype=torch.float64)
 
     def margin_keeping(keep: float) -> float:
         return round(float(margins.quantile(1 - keep)), 4)
 
+    def probability_keeping(keep: float) -> float:
+        return max(model.threshold, round(float(probabilities.quantile(1 - keep)), 4))
+
     suggest_margin = margin_keeping(SUGGEST_KEEP)
     rows = []
-    for keep in KEEPS:
-        policy = Policy(model.threshold, margin_keeping(keep), suggest_margin)
-        row = _row(keep, policy, known_evidence, known, right, held_evidence, held,
-                   stranger_evidence, strangers, (unknown_rates or {}).get(keep))
-        rows.append(row)
+    for keep_probability in PROBABILITY_KEEPS:
+        for keep in KEEPS:
+            policy = Policy(model.threshold, margin_keeping(keep), suggest_margin,
+                            probability_keeping(keep_probability))
+            row = _row(keep, policy, known_evidence, known, right, held_evidence, held,
+                       stranger_evidence, strangers,
+                       (unknown_rates or {}).get((keep_probability, keep)))
+            rows.append({"keep_probability": keep_probability, **row})
     chosen = _choose(rows, min_mix_precision)
     report = {
         "chosen": chosen, "curve": rows, "mix": MIX, "min_mix_precision": min_mix_precision,
@@ -223,7 +235,7 @@ def _row(keep, policy, known_evidence, known, right, held_evidence, held, strang
     tags = (MIX["known"] * float(tagged.float().mean()) + MIX["ordinary"] * ordinary
             + MIX["unknown"] * (unknown or 0.0))
     return {
-        "keep": keep, "tag_margin": policy.tag_margin,
+        "keep": keep, "tag_margin": policy.tag_margin, "tag_probability": policy.tag_floor,
         "known_tagged_right": tagged_right, "known_precision": precision,
         "known_tagged_wrong": wrong_known,
         "known_suggested": _rate(known_out, Outcome.SUGGESTED),
@@ -239,10 +251,11 @@ def _row(keep, policy, known_evidence, known, right, held_evidence, held, strang
 
 
 def _choose(rows: list[dict], min_mix_precision: float) -> dict:
-    """The most permissive point reaching the mix precision, else the most precise one."""
+    """The point tagging the most known photos right that reaches the mix precision, else the
+    most precise one."""
     reaching = [row for row in rows if row["mix_precision"] >= min_mix_precision]
     if reaching:
-        return max(reaching, key=lambda row: row["keep"])
+        return max(reaching, key=lambda row: (row["known_tagged_right"], row["mix_precision"]))
     return max(rows, key=lambda row: row["mix_precision"])
 
 
@@ -266,7 +279,9 @@ def store(model_path: str | Path, report: dict) -> None:
     meta = read_meta(model_path)
     chosen = report["chosen"]
     meta["evidence"] = {**meta["evidence"], "tag_margin": chosen["tag_margin"],
-                        "suggest_margin": report["suggest_margin"], "keep": chosen["keep"]}
+                        "suggest_margin": report["suggest_margin"], "keep": chosen["keep"],
+                        "tag_probability": chosen["tag_probability"],
+                        "keep_probability": chosen["keep_probability"]}
     meta["metrics"] = {**meta.get("metrics", {}), "open_set": {
         key: chosen[key] for key in ("known_tagged_right", "known_precision",
                                      "ordinary_tagged", "ordinary_tagged_per_kind",

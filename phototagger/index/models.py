@@ -68,6 +68,8 @@ class Model(Base):
     #: The evidence margins of its file (phototagger.decision.Policy); None: no gallery.
     tag_margin: Mapped[float | None] = mapped_column(Float)
     suggest_margin: Mapped[float | None] = mapped_column(Float)
+    #: The probability a tag needs beside the threshold; None: the file has none.
+    tag_probability: Mapped[float | None] = mapped_column(Float)
     first_used: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

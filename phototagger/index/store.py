@@ -240,6 +240,7 @@ class Library:
                 threshold=model.threshold,
                 tag_margin=(model.evidence or {}).get("tag_margin"),
                 suggest_margin=(model.evidence or {}).get("suggest_margin"),
+                tag_probability=(model.evidence or {}).get("tag_probability"),
             )
             session.add(row)
         self.ensure_landmarks(session, model.classes)

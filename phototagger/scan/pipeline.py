@@ -664,6 +664,7 @@ _SUMMARY_FIELD = {
     Reason.FAR_FROM_CAMERA: "far_from_camera",
     Reason.BELOW_THRESHOLD: "below_threshold",
     Reason.UNVERIFIED: "suggested",
+    Reason.UNSURE: "suggested",
     Reason.NO_EVIDENCE: "suggested",
     Reason.NOT_SIMILAR: "not_similar",
 }

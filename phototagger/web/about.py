@@ -22,6 +22,16 @@ METRIC_LABELS = {
     "val_images": ("Validation photos", False),
     "negatives": ("Photos of no landmark measured", False),
 }
+#: The open-set figures (``metrics.open_set``, written by ``python -m training openset``): what
+#: a real library, mostly photos of no known landmark, can expect.
+OPEN_SET_LABELS = {
+    "known_tagged_right": ("Photos of its landmarks tagged right", True),
+    "known_precision": ("Tags on photos of its landmarks that are right", True),
+    "ordinary_tagged": ("Ordinary photos of kinds it never saw that get a tag", True),
+    "unknown_tagged": ("Photos of landmarks it does not know that get a tag", True),
+    "mix_precision": ("Tags that are right on a library of 90 % ordinary photos, 5 % other "
+                      "landmarks, 5 % its own", True),
+}
 #: The training facts worth a sentence; the rest of ``meta["training"]`` goes under "details".
 TRAINING_LABELS = {
     "data": "Photos from",
@@ -55,6 +65,9 @@ class ModelFacts:
     input_size: int
     landmarks: list[dict]
     metrics: list[Metric]
+    open_set: list[Metric]
+    #: The held-out kinds of ordinary photo and the share of each that got a tag.
+    open_set_kinds: list[tuple[str, float]]
     training: dict
     training_details: dict
     weakest: list[tuple[str, float]] = field(default_factory=list)
@@ -83,7 +96,14 @@ def model_facts(model: LandmarkModel) -> ModelFacts:
         threshold=model.threshold,
         input_size=model.preprocess.input_size,
         landmarks=landmarks,
-        metrics=_metrics(metrics),
+        metrics=_metrics(metrics, METRIC_LABELS),
+        open_set=_metrics(_open_set(metrics), OPEN_SET_LABELS),
+        open_set_kinds=sorted(
+            ((kind.replace("_", " "), float(rate))
+             for kind, rate in (_open_set(metrics).get("ordinary_tagged_per_kind") or {}).items()
+             if isinstance(rate, (int, float))),
+            key=lambda item: -item[1],
+        ),
         training={
             label: training[key] for key, label in TRAINING_LABELS.items() if key in training
         },
@@ -102,9 +122,14 @@ def model_facts(model: LandmarkModel) -> ModelFacts:
     )
 
 
-def _metrics(metrics: dict) -> list[Metric]:
+def _open_set(metrics: dict) -> dict:
+    found = metrics.get("open_set")
+    return found if isinstance(found, dict) else {}
+
+
+def _metrics(metrics: dict, labels: dict[str, tuple[str, bool]]) -> list[Metric]:
     shown = []
-    for key, (label, percent) in METRIC_LABELS.items():
+    for key, (label, percent) in labels.items():
         value = metrics.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             continue

@@ -56,8 +56,10 @@ def test_auroc_counts_pairs_and_ties():
     assert auroc([1], [1]) == 0.5
 
 
-def test_the_operating_point_is_the_most_permissive_reaching_the_mix_precision():
-    rows = [{"keep": 0.99, "mix_precision": 0.5}, {"keep": 0.95, "mix_precision": 0.91},
-            {"keep": 0.9, "mix_precision": 0.97}]
+def test_the_operating_point_tags_the_most_known_photos_that_reach_the_mix_precision():
+    rows = [{"keep": 0.99, "known_tagged_right": 0.9, "mix_precision": 0.5},
+            {"keep": 0.95, "known_tagged_right": 0.8, "mix_precision": 0.91},
+            {"keep": 0.97, "known_tagged_right": 0.7, "mix_precision": 0.93},
+            {"keep": 0.9, "known_tagged_right": 0.6, "mix_precision": 0.97}]
     assert _choose(rows, 0.9)["keep"] == 0.95
     assert _choose(rows, 0.99)["keep"] == 0.9  # none reaches it: the most precise

@@ -449,6 +449,21 @@ def test_about_page_reflects_on_the_model(tmp_path, library):
     assert "fewest: Colosseum 120, Taj Mahal 300" in html
     assert "<dt>lr</dt><dd>0.002</dd>" in html  # other settings under "details"
     assert "only knows its 6 landmarks" in html
+    assert 'id="open-set"' not in html  # not measured: no open-set figures
+
+
+def test_about_page_states_the_open_set_figures(tmp_path, library):
+    measured = build_tiny_model(tmp_path / "measured.pt", metrics={"open_set": {
+        "known_tagged_right": 0.812, "known_precision": 0.991, "ordinary_tagged": 0.0042,
+        "unknown_tagged": 0.153, "mix_precision": 0.87,
+        "ordinary_tagged_per_kind": {"flowers": 0.0125, "sports_outdoor": 0.0}}})
+    client = create_app(LandmarkModel.load(measured, "cpu"), library).test_client()
+    html = client.get("/about").get_data(as_text=True)
+    for figure in ("81.2%", "99.1%", "0.4%", "15.3%", "87.0%"):
+        assert figure in html
+    assert "flowers 1.2%, sports outdoor 0.0%" in html
+    said = " ".join(html.split())
+    assert "(it did for 15% of the photos of landmarks a model did not know)" in said
     for name in ("Hagia Sophia", "Statue of Liberty", "Dome of the Rock", "Jerusalem"):
         assert name in html
 
