@@ -120,7 +120,8 @@ def naive_baseline(model: LandmarkModel, paths: list[Path]) -> float:
     with torch.inference_mode():
         for path in paths:
             image = ImageOps.exif_transpose(Image.open(path)).convert("RGB")  # full decode
-            logits = network(naive_input(image, model.preprocess).unsqueeze(0).to(model.device))
+            output = network(naive_input(image, model.preprocess).unsqueeze(0).to(model.device))
+            logits = output[0] if isinstance(output, tuple) else output  # format 2: and evidence
             torch.softmax(logits / model.temperature, dim=-1).cpu()
     return time.perf_counter() - started
 

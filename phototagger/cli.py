@@ -86,6 +86,17 @@ def wait_option(function: Callable) -> Callable:
     )(function)
 
 
+def position_option(function: Callable) -> Callable:
+    return click.option(
+        "--position/--no-position",
+        default=True,
+        show_default=True,
+        help="Also write the landmark's position as the photo's estimated GPS position (photo "
+        "managers put it on their maps); --no-position writes the landmark and place names "
+        "only.",
+    )(function)
+
+
 def open_library(db: str | None, dry_run: bool = False, existing: bool = False) -> Library:
     """The index at ``db`` (or the default), made and migrated on first use.
 
@@ -188,13 +199,7 @@ def main() -> None:
     help="Seconds to wait for another scan of the same index to finish.",
 )
 @click.option("--keep-mtime", is_flag=True, help="Keep each tagged file's modification time.")
-@click.option(
-    "--position/--no-position",
-    default=True,
-    show_default=True,
-    help="Also write the landmark's position as the photo's estimated GPS position (photo "
-    "managers put it on their maps); --no-position writes the landmark and place names only.",
-)
+@position_option
 @click.option(
     "-q", "--quiet", is_flag=True, help="Print nothing unless something failed (or --json)."
 )
@@ -498,13 +503,7 @@ def _print_table(rows: list[dict]) -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--landmark", required=True, help="The landmark the photos show.")
 @click.option("--write", default="embed", show_default=True, type=click.Choice(WRITE_MODES))
-@click.option(
-    "--position/--no-position",
-    default=True,
-    show_default=True,
-    help="Also write the landmark's position as the photo's estimated GPS position (photo "
-    "managers put it on their maps); --no-position writes the landmark and place names only.",
-)
+@position_option
 @model_option
 @wait_option
 @db_option

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from phototagger.decision import Evidence
 from phototagger.errors import ConfigError, ModelFormatError
 from phototagger.hashing import file_hash
 from phototagger.imaging import PreprocessSpec
@@ -157,16 +158,6 @@ class Scores:
     ordinary: torch.Tensor | None = None
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One of a photo's top-k landmarks with its probability and evidence (None: no gallery)."""
-
-    landmark: Landmark
-    probability: float
-    similarity: float | None = None
-    ordinary: float | None = None
-
-
 class LandmarkModel:
     """A model file: its classes and how to feed it now, its network on first use.
 
@@ -301,15 +292,15 @@ class LandmarkModel:
         else:
             self._check_output_width(batch_size)
 
-    def ranked(self, scores: Scores, k: int = 5) -> list[list[Candidate]]:
-        """The top-k candidates of each photo, each with its evidence."""
+    def ranked(self, scores: Scores, k: int = 5) -> list[list[Evidence]]:
+        """The top-k guesses of each photo, each with its evidence, best first."""
         k = min(k, len(self.classes))
         values, indices = scores.probabilities.topk(k, dim=-1)
         rows = []
         for row, (ps, idx) in enumerate(zip(values.tolist(), indices.tolist(), strict=True)):
             ordinary = None if scores.ordinary is None else _finite(float(scores.ordinary[row]))
             rows.append([
-                Candidate(
+                Evidence(
                     self.classes[i],
                     _finite(p),
                     None if scores.similarity is None

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from phototagger.decision import Decision, Evidence, Facts, Policy, decide
 from phototagger.errors import ImageError
 from phototagger.imaging import prepare, read_file
-from phototagger.model import Candidate, LandmarkModel
+from phototagger.model import LandmarkModel
 from phototagger.tags import read_camera_gps
 
 
@@ -21,7 +21,7 @@ class ImagePrediction:
 
     source: str
     policy: Policy
-    candidates: list[Candidate] = field(default_factory=list)
+    candidates: list[Evidence] = field(default_factory=list)
     error: str | None = None
     camera_gps: tuple[float, float] | None = None
     decision: Decision | None = None
@@ -54,7 +54,7 @@ class ImagePrediction:
         }
 
 
-def _candidate_dict(candidate: Candidate) -> dict:
+def _candidate_dict(candidate: Evidence) -> dict:
     margin = None
     if candidate.similarity is not None and candidate.ordinary is not None:
         margin = round(candidate.similarity - candidate.ordinary, 4)
@@ -79,8 +79,7 @@ def predict_bytes(
     result.camera_gps = read_camera_gps(source, data)
     result.candidates = model.ranked(model.scores(tensor.unsqueeze(0)), top_k)[0]
     best = result.candidates[0]
-    evidence = Evidence(best.landmark, best.probability, best.similarity, best.ordinary)
-    result.decision = decide(evidence, Facts(facts.detail, result.camera_gps), result.policy)
+    result.decision = decide(best, Facts(facts.detail, result.camera_gps), result.policy)
     return result
 
 

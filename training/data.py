@@ -11,15 +11,17 @@ import hashlib
 import random
 import re
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 from torchvision.transforms import v2
+from tqdm import tqdm
 
 from phototagger.errors import ConfigError, ImageError
-from phototagger.imaging import open_image, resized
+from phototagger.imaging import ImageFacts, PreprocessSpec, load_input, open_image, resized
 from phototagger.landmarks import Landmark, fold, match, read_gazetteer
 from phototagger.scan.walk import IMAGE_EXTENSIONS
 
@@ -188,6 +190,27 @@ def decode(path: Path, short_side: int) -> torch.Tensor:
     """Decode upright RGB through phototagger's own reader, short side scaled to ``short_side``."""
     image, _ = open_image(path, min_side=short_side)
     return resized(image, short_side)
+
+
+def input_batches(paths: list[Path], preprocess: PreprocessSpec, batch_size: int = 32,
+                  desc: str = "photos") -> Iterator[tuple[torch.Tensor, list[int],
+                                                          list[ImageFacts]]]:
+    """The photos decoded as ``scan`` decodes them, in batches: each batch with the indices in
+    ``paths`` of its photos and their facts. Photos that fail to decode are left out."""
+    tensors, kept, facts = [], [], []
+    for index, path in enumerate(tqdm(paths, desc=desc, leave=False)):
+        try:
+            tensor, fact = load_input(path, preprocess)
+        except ImageError:
+            continue
+        tensors.append(tensor)
+        kept.append(index)
+        facts.append(fact)
+        if len(tensors) == batch_size:
+            yield torch.stack(tensors), kept, facts
+            tensors, kept, facts = [], [], []
+    if tensors:
+        yield torch.stack(tensors), kept, facts
 
 
 def train_transform(size: int, mean, std) -> v2.Compose:

@@ -13,13 +13,12 @@ import json
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
-from phototagger.errors import ConfigError, ImageError
-from phototagger.imaging import load_input
+from phototagger.errors import ConfigError
 from phototagger.model import LandmarkModel, read_meta, save_model_file
 from training import calibrate
 from training.data import (
+    input_batches,
     list_images,
     negative_split,
     scan_folder,
@@ -31,22 +30,10 @@ from training.data import (
 def logits_of(model: LandmarkModel, paths: list[Path], batch_size: int = 32,
               desc: str = "images") -> tuple[torch.Tensor, list[int]]:
     """Raw logits of the photos that decode (and the indices of those that do)."""
-    rows, kept, batch = [], [], []
-
-    def flush():
-        rows.append(model.scores(torch.stack(batch)).logits)
-        batch.clear()
-
-    for index, path in enumerate(tqdm(paths, desc=desc, leave=False)):
-        try:
-            batch.append(load_input(path, model.preprocess)[0])
-        except ImageError:
-            continue
-        kept.append(index)
-        if len(batch) == batch_size:
-            flush()
-    if batch:
-        flush()
+    rows, kept = [], []
+    for batch, indices, _ in input_batches(paths, model.preprocess, batch_size, desc):
+        rows.append(model.scores(batch).logits)
+        kept += indices
     width = len(model.classes)
     return (torch.cat(rows) if rows else torch.zeros(0, width)), kept
 

@@ -27,11 +27,10 @@ from pathlib import Path
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
-from phototagger.errors import ConfigError, ImageError
-from phototagger.imaging import load_input
+from phototagger.errors import ConfigError
 from phototagger.model import read_meta, save_model_file
+from training.data import input_batches
 
 #: Neighbours counted: the k-th most similar reference photo gives the similarity, so one
 #: look-alike photo in a landmark's folder (a flower among Haleakala's) is not enough.
@@ -178,26 +177,14 @@ class Views:
 def views_of(network: EvidenceNetwork, paths: list[Path], preprocess, desc: str = "photos",
              batch_size: int = 32) -> Views:
     """Run photos through the network's first half (decoded as ``scan`` decodes them)."""
-    logits, landmark, imagenet, kept, batch = [], [], [], [], []
-
-    def flush():
+    logits, landmark, imagenet, kept = [], [], [], []
+    for batch, indices, _ in input_batches(paths, preprocess, batch_size, desc):
         with torch.inference_mode():
-            for chunk in torch.stack(batch).split(4):  # activations stay in cache on a CPU
+            for chunk in batch.split(4):  # activations stay in cache on a CPU
                 out = network.features(chunk)
                 for rows, part in zip((logits, landmark, imagenet), out, strict=True):
                     rows.append(part.float())
-        batch.clear()
-
-    for index, path in enumerate(tqdm(paths, desc=desc, leave=False)):
-        try:
-            batch.append(load_input(path, preprocess)[0])
-        except ImageError:
-            continue
-        kept.append(index)
-        if len(batch) == batch_size:
-            flush()
-    if batch:
-        flush()
+        kept += indices
     if not kept:
         raise ConfigError(f"none of the {len(paths)} {desc} could be decoded")
     return Views(*(torch.cat(rows) for rows in (logits, landmark, imagenet)), kept)

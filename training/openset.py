@@ -20,13 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm import tqdm
 
 from phototagger.decision import Evidence, Facts, Outcome, Policy, decide
-from phototagger.errors import ConfigError, ImageError
-from phototagger.imaging import load_input
+from phototagger.errors import ConfigError
 from phototagger.model import LandmarkModel, read_meta, save_model_file
-from training.data import list_images, negative_split
+from training.data import input_batches, list_images, negative_split
 from training.evaluate import split_samples
 from training.gallery import class_similarity, ordinary_similarity
 
@@ -69,27 +67,14 @@ class Embedder:
         self.neighbours = int(model.evidence.get("neighbours", 3))
 
     def __call__(self, paths: list[Path], desc: str) -> Embedded:
-        logits, embeddings, detail, batch = [], [], [], []
-
-        def flush():
+        logits, embeddings, detail = [], [], []
+        for batch, _, facts in input_batches(paths, self.model.preprocess, desc=desc):
             with torch.inference_mode():
-                for chunk in torch.stack(batch).split(4):
+                for chunk in batch.split(4):
                     out = self.module.embedding(chunk)
                     logits.append(out[0].float())
                     embeddings.append(out[1].float())
-            batch.clear()
-
-        for path in tqdm(paths, desc=desc, leave=False):
-            try:
-                tensor, facts = load_input(path, self.model.preprocess)
-            except ImageError:
-                continue
-            batch.append(tensor)
-            detail.append(facts.detail)
-            if len(batch) == 32:
-                flush()
-        if batch:
-            flush()
+            detail += [fact.detail for fact in facts]
         if not detail:
             return Embedded(torch.zeros(0, len(self.model.classes)), torch.zeros(0, 1), [])
         return Embedded(torch.cat(logits), torch.cat(embeddings), detail)

@@ -35,7 +35,7 @@ from phototagger.filetags import (
 from phototagger.index import BestGuess, Library, path_key
 from phototagger.index import models as orm
 from phototagger.landmarks import Landmark
-from phototagger.model import Candidate, LandmarkModel
+from phototagger.model import LandmarkModel
 from phototagger.scan.changes import Plan, Work, plan_changes
 from phototagger.scan.memory import frozen_heap, retain_freed_memory
 
@@ -535,7 +535,7 @@ class Scanner:
         job: Work,
         photo: orm.Photo,
         item: Decoded,
-        ranked: list[Candidate],
+        ranked: list[Evidence],
         model_row: orm.Model,
         summary: ScanSummary,
     ) -> tags.TagRequest | None:
@@ -556,7 +556,7 @@ class Scanner:
             # it, so a scan that writes can take it back, or leave it where it is right.
             photo.writes = [_record_of(found)]
         decision = decide(
-            Evidence(best.landmark, best.probability, best.similarity, best.ordinary),
+            best,
             Facts(facts.detail, item.camera_gps, photo.tag_state),
             self.policy,
         )
