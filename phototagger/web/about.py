@@ -16,7 +16,7 @@ METRIC_LABELS = {
     "test_top5": ("Test accuracy (top 5)", True),
     "precision": ("Tags that are right, at the threshold (precision)", True),
     "coverage": ("Landmark photos that get a tag (coverage)", True),
-    "negatives_tagged": ("Photos of no landmark that still get one", True),
+    "negatives_tagged": ("Photos of no landmark above the threshold (before the evidence)", True),
     "ece": ("Calibration error (ECE, lower is better)", False),
     "ece_uncalibrated": ("Calibration error before temperature scaling", False),
     "val_images": ("Validation photos", False),
