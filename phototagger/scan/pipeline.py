@@ -496,12 +496,14 @@ class Scanner:
         """
         to_write, predicted = [], []
         with session.no_autoflush:  # each photo's lookup would flush the one before
+            photos = self.library.photos_for_update(
+                session, [work[item.index].path for item in batch.items if item.error is None])
             for item in batch.items:
                 job = work[item.index]
                 if item.error is not None:
                     self._record_failure(session, job, item, summary)
                     continue
-                photo = self.library.photo_for_update(session, job.path)
+                photo = photos[job.path]
                 predicted.append((photo, photo.id is None, answers[item.index]))
                 request = self._record(session, job, photo, item, answers[item.index], model_row,
                                        summary)
