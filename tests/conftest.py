@@ -93,6 +93,12 @@ def build_tiny_model(path: Path, format_version: int = 2, **overrides) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _no_user_config(monkeypatch):
+    """The config file of whoever runs the tests must not change what the commands do."""
+    monkeypatch.setenv("PHOTOTAGGER_CONFIG", os.devnull)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_path(tmp_path_factory) -> Path:
     """A model file in phototagger's format with the six fixture landmarks (threshold 0)."""

@@ -20,6 +20,7 @@ from sqlalchemy.pool import StaticPool
 
 import migrations
 from phototagger import landmarks as gazetteer
+from phototagger.config import shown_url
 from phototagger.decision import Outcome
 from phototagger.errors import ConfigError, IndexLockedError
 from phototagger.index import models as orm
@@ -132,7 +133,7 @@ class Library:
     def __init__(self, url: str, migrate: bool = True):
         self.url = url
         #: The URL to print: a server's password must not end up in cron mail or logs.
-        self.shown_url = _without_password(url)
+        self.shown_url = shown_url(url)
         try:
             self.engine = _make_engine(url)
         except ImportError as error:  # the URL names a database whose driver is not installed
@@ -488,14 +489,6 @@ def _field_matches(row: orm.Landmark, field: str, folded: str) -> bool:
 def _first_line(error: BaseException) -> str:
     """A database driver's message, whose later lines (hints, context) a CLI line cannot hold."""
     return (str(error).splitlines() or [type(error).__name__])[0]
-
-
-def _without_password(url: str) -> str:
-    try:
-        parsed = make_url(url)
-    except (SQLAlchemyError, ValueError):
-        return url
-    return parsed.render_as_string(hide_password=True) if parsed.password else url
 
 
 def _make_engine(url: str) -> Engine:
