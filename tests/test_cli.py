@@ -137,6 +137,20 @@ def test_tag_untag_info_landmarks_and_db_upgrade(env):
     assert code == 0 and "up to date" in out
 
 
+def test_untag_says_what_it_did_to_a_photo_that_was_never_tagged(env):
+    assert run("scan", env["root"], "--model", env["model"], "--workers", 0,
+               "--threshold", 1)[0] == 0  # nothing clears it: nothing tagged
+    photo = env["root"] / "rome" / "a.jpg"
+    code, out, _ = run("untag", photo)
+    assert (code, out) == (0, f"{photo}: nothing of phototagger's to remove; recorded as "
+                              "removed by a person: scans leave it untagged\n")
+    assert "[removed by a person" in run("info", photo)[1]
+    loose = write_jpeg(env["root"] / "new.jpg", seed=5)
+    code, out, _ = run("untag", loose)
+    assert (code, out) == (0, f"{loose}: nothing of phototagger's to remove (not in the index:"
+                              " a scan may still tag it)\n")
+
+
 def test_untag_retag_lets_tags_move_from_the_files_into_sidecars(env):
     """The way from embedded tags to sidecars (or back): untag --all --retag, then a scan
     with the new --write; without --retag the photos would stay untagged for good."""
