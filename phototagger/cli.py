@@ -416,8 +416,11 @@ def _print_summary(summary, quiet: bool) -> None:
             + f"{summary.unchanged} unchanged, {summary.skipped} skipped, "
             f"{summary.missing} missing"
         )
+        # Of the photos this scan predicted: an unchanged or moved photo keeps the decision
+        # the index recorded for it (`info` shows it), and is not counted again here.
         click.echo(
-            f"{tagged} {summary.tagged}, suggested {summary.suggested}, "
+            f"predicted {summary.predicted}: {tagged} {summary.tagged}, "
+            f"suggested {summary.suggested}, "
             f"below threshold {summary.below_threshold}, "
             + (f"not like its known photos {summary.not_similar}, " if summary.not_similar
                else "")

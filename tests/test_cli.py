@@ -51,6 +51,24 @@ def test_scan_then_query_in_every_format(env):
     assert landmark in out
 
 
+def test_the_summary_counts_the_photos_it_predicted_and_says_so(env):
+    """A rescan predicts only what changed: its counts are of those photos, not the library's
+    (which `info` shows photo by photo), and the line says which they are."""
+    from PIL import Image
+
+    Image.new("RGB", (320, 240), (12, 12, 14)).save(env["root"] / "lens-cap.jpg")
+    scan = ["scan", env["root"], "--model", env["model"], "--workers", 0, "--threshold", 0]
+    code, out, _ = run(*scan)
+    assert out.splitlines()[1].startswith("predicted 3: tagged 2, suggested 0, ")
+    assert "featureless 1, " in out
+    Image.new("RGB", (320, 240), (250, 250, 250)).save(env["root"] / "sky.jpg")
+    assert run("tag", env["root"] / "rome" / "a.jpg", "--landmark", "colosseum")[0] == 0
+    code, out, _ = run(*scan)
+    assert out.splitlines()[1].startswith("predicted 1: tagged 0, suggested 0, ")
+    assert "featureless 1, kept as a person set them 0, " in out
+    assert "(featureless: not tagged by a scan)" in run("info", env["root"] / "lens-cap.jpg")[1]
+
+
 def test_quiet_cron_run_prints_nothing_and_json_summary(env):
     log = env["tmp"] / "state" / "phototagger" / "scan.log"  # its folders don't exist yet
     code, out, err = run("scan", env["root"], "--model", env["model"], "--workers", 0, "--quiet",
