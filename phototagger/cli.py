@@ -461,7 +461,10 @@ def _printable(path: str) -> str:
 @main.command()
 @click.option("--landmark", help="Name or alias, partial, any case or accents: 'eiffel'.")
 @click.option(
-    "--country", help="ISO code (two letters, exactly) or name (any of its words' beginnings)."
+    "--country",
+    help="ISO code (FR or FRA, exactly) or name (France, any of its words' beginnings; ISO's"
+    " and common names: Viet Nam, UK). A landmark whose country is disputed has none (the"
+    " Dome of the Rock): --city finds it.",
 )
 @click.option("--city", help="City name (any of its words' beginnings).")
 @click.option("--min-confidence", type=click.FloatRange(0, 1))

@@ -70,6 +70,30 @@ def test_find_matches_names_partially_without_case_or_accents(library):
         assert len(paths(limit=2)) == 2
 
 
+def test_find_knows_countries_by_alpha3_codes_and_the_names_people_use(library):
+    gazetteer = read_gazetteer(FIXTURES / "gazetteer.csv")
+    with library.session() as session:
+        library.ensure_landmarks(session, gazetteer.values())
+        add_photo(library, session, "/photos/nyc/1.jpg", "statue-of-liberty", 0.9)
+        add_photo(library, session, "/photos/istanbul/2.jpg", "hagia-sophia", 0.9)
+        add_photo(library, session, "/photos/jerusalem/3.jpg", "dome-of-the-rock", 0.9)
+        session.commit()
+
+        def paths(**filters):
+            return [p.path for p in library.find(session, **filters)]
+
+        for query in ("USA", "usa", "US", "United States", "United States of America"):
+            assert paths(country=query) == ["/photos/nyc/1.jpg"], query
+        for query in ("TUR", "Türkiye", "turkiye", "Turkey", "tr"):  # ISO's name, ours
+            assert paths(country=query) == ["/photos/istanbul/2.jpg"], query
+        assert paths(country="GBR") == paths(country="UK") == []  # known, none in the index
+        # Jerusalem's country is disputed: the gazetteer gives the Dome of the Rock none, so
+        # no country finds it, and its city does
+        for query in ("IL", "ISR", "Israel", "PS", "Palestine"):
+            assert paths(country=query) == [], query
+        assert paths(city="jerusalem") == ["/photos/jerusalem/3.jpg"]
+
+
 def test_find_takes_wildcard_characters_literally(library):
     """``%`` and ``_`` (LIKE's wildcards, and punctuation to the folding) name no landmark."""
     gazetteer = read_gazetteer(FIXTURES / "gazetteer.csv")

@@ -476,12 +476,18 @@ def _row_dict(row: orm.Landmark) -> dict:
 
 
 def _field_matches(row: orm.Landmark, field: str, folded: str) -> bool:
-    """A country by its ISO code (``it``, exactly) or its name, a city by its name; a name
-    from the start of any of its words (``united`` and ``kingdom`` find the United Kingdom,
-    ``it`` finds no "United")."""
+    """A country by its ISO code (``it`` exactly, or ``ITA``), by a name ISO or people use
+    for it (``Viet Nam``, ``UK``), or by its name in the gazetteer; a city by its name. A
+    name matches from the start of any of its words (``united`` and ``kingdom`` find the
+    United Kingdom, ``it`` finds no "United"). A landmark with no country (the Dome of the
+    Rock: Jerusalem's is disputed) answers to no country, only to its city."""
     value = getattr(row, field)
-    if field == "country" and len(folded) == 2 and folded.isalpha():
-        return bool(row.country_code) and folded == gazetteer.fold(row.country_code)
+    if field == "country":
+        code = gazetteer.country_code(folded)
+        if code is not None and row.country_code and code == row.country_code.upper():
+            return True
+        if len(folded) == 2 and folded.isalpha():
+            return False  # a two-letter code names one country, never a word's beginning
     # An empty ``folded`` (the user typed only punctuation, such as "%") matches nothing.
     return bool(value and folded) and f" {folded}" in f" {gazetteer.fold(value)}"
 
