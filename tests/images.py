@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import piexif
@@ -50,4 +51,24 @@ def gps_exif(lat: float, lon: float) -> dict:
 def write_image(path: Path, fmt: str, seed: int = 0, size=(320, 240)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     picture(size, seed).save(path, fmt)
+    return path
+
+
+def write_ojpeg_tiff(path: Path) -> Path:
+    """A TIFF of old-style JPEG compression (6) without its tables, as old scanners and
+    cameras left some: libtiff prints "OJPEGReadHeaderInfoSecTablesQTable: Missing JPEG
+    tables." on stderr, from C, and fails to decode it."""
+    width = height = 16
+    strip = bytes(64)
+    entries = [  # (tag, type: 3 short / 4 long, value), in tag order
+        (256, 3, width), (257, 3, height), (258, 3, 8), (259, 3, 6), (262, 3, 6),
+        (273, 4, 8 + 2 + 12 * 10 + 4), (277, 3, 3), (278, 3, height), (279, 4, len(strip)),
+        (512, 3, 1),  # JPEGProc: baseline; and no JPEGQTables, nor a JPEG stream
+    ]
+    out = bytearray(b"II*\x00" + struct.pack("<IH", 8, len(entries)))
+    for tag, kind, value in entries:
+        out += struct.pack("<HHI", tag, kind, 1)
+        out += struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(out + struct.pack("<I", 0) + strip))
     return path

@@ -11,7 +11,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from images import gps_exif, write_jpeg
+from images import gps_exif, write_jpeg, write_ojpeg_tiff
 from phototagger.cli import main
 
 
@@ -99,6 +99,21 @@ def test_quiet_cron_run_over_broken_exif_prints_nothing(env):
         capture_output=True, text=True, timeout=300,
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_quiet_cron_run_keeps_a_c_decoders_message_in_the_files_reason(env):
+    """libtiff prints from C, past Python's warnings: the worker catches it for the file."""
+    tiff = write_ojpeg_tiff(env["root"] / "scanner" / "old.tif")
+    done = subprocess.run(
+        [sys.executable, "-m", "phototagger.cli", "scan", env["root"], "--model", env["model"],
+         "--workers", "1", "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )
+    reason = "corrupt tiff file: decoder error -2 (OJPEGReadHeaderInfoSecTablesQTable: " \
+        "Missing JPEG tables.)"
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == f"1 failed:\n  {tiff}: {reason}\n"
+    assert f"index: failed ({reason})" in run("info", tiff)[1]
 
 
 def test_failed_files_exit_1_and_are_named(env):
