@@ -301,7 +301,7 @@ def test_tag_before_any_scan_and_dry_run_leaves_no_index(env, tmp_path):
     code, out, _ = run("scan", env["root"], "--model", env["model"], "--dry-run", "--db", fresh,
                        "--workers", 0)
     assert code == 0 and out.startswith("dry run: found 2 photos")
-    assert "\nwould tag 1, " in out  # the other photo a person tagged
+    assert "\npredicted 2: would tag 1, " in out  # the other photo a person tagged
     assert not fresh.exists() and not fresh.with_name(fresh.name + ".lock").exists()
 
 
