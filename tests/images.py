@@ -1,12 +1,17 @@
-"""Real image files made by the tests themselves (Pillow + piexif), small and varied."""
+"""Real image files made by the tests themselves (Pillow + piexif), small and varied, and the
+folder of the real ones the tests keep (tests/fixtures)."""
 
 from __future__ import annotations
 
+import io
 import struct
 from pathlib import Path
 
 import piexif
 from PIL import Image, ImageDraw
+
+FIXTURES = Path(__file__).parent / "fixtures"
+COLOURS = [(200, 60, 40), (40, 90, 200), (60, 160, 80), (230, 200, 60)]
 
 
 def picture(size: tuple[int, int] = (320, 240), seed: int = 0) -> Image.Image:
@@ -72,3 +77,17 @@ def write_ojpeg_tiff(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(bytes(out + struct.pack("<I", 0) + strip))
     return path
+
+
+def jpeg_bytes(size: tuple[int, int] = (320, 240), seed: int = 0, orientation: int = 1) -> bytes:
+    """A real JPEG with some structure (a gradient and a block), optionally EXIF-rotated."""
+    image = Image.new("RGB", size, COLOURS[seed % len(COLOURS)])
+    gradient = Image.linear_gradient("L").resize(size)
+    image.paste((255, 255, 255), (size[0] // 4, size[1] // 4, size[0] // 2, size[1] // 2))
+    image = Image.blend(image, Image.merge("RGB", [gradient] * 3), 0.3)
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85, exif=exif.tobytes())
+    return buffer.getvalue()

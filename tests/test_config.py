@@ -3,16 +3,10 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
+from commands import run
 from images import write_jpeg
 from phototagger import tags
-from phototagger.cli import main
-
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture

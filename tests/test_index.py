@@ -5,16 +5,12 @@ import threading
 import pytest
 from sqlalchemy import select
 
-from conftest import FIXTURES
+from images import FIXTURES
 from phototagger.errors import IndexLockedError
 from phototagger.index import Library
 from phototagger.index import models as orm
 from phototagger.landmarks import Landmark, read_gazetteer
-
-
-@pytest.fixture
-def library(tmp_path):
-    return Library(f"sqlite:///{tmp_path / 'index.sqlite3'}")
+from postgres_cluster import both_backends
 
 
 def add_photo(library, session, path, slug, confidence, state="auto"):
@@ -34,6 +30,7 @@ def test_first_use_migrates_a_real_sqlite_file_in_wal_mode(tmp_path):
     assert connection.execute("select version_num from alembic_version").fetchone()[0] == "0006"
 
 
+@both_backends
 def test_find_matches_names_partially_without_case_or_accents(library):
     gazetteer = read_gazetteer(FIXTURES / "gazetteer.csv")
     accented = Landmark("sacre-coeur", "Basilique du Sacré-Cœur", city="Paris", country="France",
@@ -70,6 +67,7 @@ def test_find_matches_names_partially_without_case_or_accents(library):
         assert len(paths(limit=2)) == 2
 
 
+@both_backends
 def test_find_knows_countries_by_alpha3_codes_and_the_names_people_use(library):
     gazetteer = read_gazetteer(FIXTURES / "gazetteer.csv")
     with library.session() as session:
@@ -109,6 +107,7 @@ def test_find_takes_wildcard_characters_literally(library):
             "/photos/paris/1.jpg"]
 
 
+@both_backends
 def test_non_utf8_names_keep_their_exact_bytes(library, tmp_path):
     raw_name = b"caf\xe9.jpg"  # Latin-1, not UTF-8
     path = str(tmp_path).encode() + b"/" + raw_name
@@ -120,6 +119,7 @@ def test_non_utf8_names_keep_their_exact_bytes(library, tmp_path):
     assert photo.fs_path.encode("utf-8", "surrogateescape") == path
 
 
+@both_backends
 def test_second_scan_lock_gives_a_clear_error(library):
     held, release = threading.Event(), threading.Event()
 
