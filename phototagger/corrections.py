@@ -19,7 +19,7 @@ from phototagger.errors import ConfigError, ImageError, PhototaggerError
 from phototagger.filetags import remove_photo_tags, restat, write_photo_tags
 from phototagger.imaging import file_format
 from phototagger.index import Library
-from phototagger.index import models as orm
+from phototagger.index import tables as orm
 from phototagger.landmarks import Landmark, fold, match
 
 

@@ -14,7 +14,7 @@ from images import write_jpeg
 from phototagger import config
 from phototagger.imaging import load_input
 from phototagger.index import Library
-from phototagger.index import models as orm
+from phototagger.index import tables as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan.pipeline import Scanner, ScanOptions
 

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from images import FIXTURES
 from phototagger.errors import IndexLockedError
 from phototagger.index import Library
-from phototagger.index import models as orm
+from phototagger.index import tables as orm
 from phototagger.landmarks import Landmark, read_gazetteer
 from postgres_cluster import both_backends
 

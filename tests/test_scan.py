@@ -23,7 +23,7 @@ from phototagger.corrections import remove_landmark
 from phototagger.errors import IndexLockedError
 from phototagger.hashing import file_hash
 from phototagger.index import Library
-from phototagger.index import models as orm
+from phototagger.index import tables as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan import dataset, pipeline
 from phototagger.scan.pipeline import Scanner, ScanOptions

@@ -23,7 +23,7 @@ from phototagger import landmarks as gazetteer
 from phototagger.config import shown_url
 from phototagger.decision import Outcome
 from phototagger.errors import ConfigError, IndexLockedError
-from phototagger.index import models as orm
+from phototagger.index import tables as orm
 from phototagger.model import LandmarkModel
 
 

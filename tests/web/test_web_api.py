@@ -17,7 +17,7 @@ from images import gps_exif, jpeg_bytes
 from phototagger import tags
 from phototagger.cli import main as cli_main
 from phototagger.index import Library, canonical
-from phototagger.index import models as orm
+from phototagger.index import tables as orm
 from phototagger.model import LandmarkModel
 from phototagger.predict import predict_bytes
 from phototagger.scan.pipeline import Scanner, ScanOptions

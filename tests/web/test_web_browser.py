@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 
 from images import jpeg_bytes
 from phototagger import tags
-from phototagger.index import models as orm
+from phototagger.index import tables as orm
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
