@@ -44,7 +44,7 @@ from PIL import Image, ImageOps
 
 from phototagger import config
 from phototagger.index import Library
-from phototagger.index import models as orm
+from phototagger.index import tables as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan.dataset import make_loader
 from phototagger.scan.memory import retain_freed_memory

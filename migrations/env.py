@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine
 
-from phototagger.index.models import Base
+from phototagger.index.tables import Base
 
 config = context.config
 target_metadata = Base.metadata

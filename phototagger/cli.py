@@ -7,6 +7,7 @@ Exit status: 0 when all went well, 1 when some files failed (the output names th
 from __future__ import annotations
 
 import contextlib
+import copy
 import csv
 import io
 import json
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
+from click.core import ParameterSource
 from sqlalchemy.exc import SQLAlchemyError
 
 from phototagger import config
@@ -62,8 +64,9 @@ def db_option(function: Callable) -> Callable:
         "--db",
         "db",
         metavar="URL",
-        help=f"Index: a SQLAlchemy URL or a SQLite file path [default: ${config.DB_ENV} "
-        "or a file in the user data directory].",
+        envvar=config.DB_ENV,
+        help=f"Index: a SQLAlchemy URL or a SQLite file path [default: ${config.DB_ENV}, "
+        "else the config file's, else a file in the user data directory].",
     )(function)
 
 
@@ -149,8 +152,72 @@ def load_model(model_path: Path | None, device: str = "auto") -> LandmarkModel:
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="phototagger")
-def main() -> None:
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """Tag a photo library with the landmarks its pictures show."""
+    try:
+        ctx.default_map = _defaults_from_file(ctx, config.config_path())
+    except ConfigError as error:
+        click.echo(f"phototagger: error: {error}", err=True)
+        ctx.exit(EXIT_USAGE)
+
+
+def _commands(
+    group: click.Group, path: tuple[str, ...] = ()
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    """Every command under ``group`` (the group too), with the names that lead to it."""
+    yield path, group
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*path, name))
+        else:
+            yield (*path, name), command
+
+
+def _setting_of(param: click.Parameter) -> str | None:
+    """The config file's key that sets ``param``'s default: its long name (``--exclude``)."""
+    names = [opt[2:] for opt in param.opts if opt.startswith("--")]
+    return next((name for name in names if name in config.SETTINGS), None)
+
+
+#: The TOML type each kind of option takes from a config file (anything else: a string).
+_TOML_TYPES = {
+    click.types.BoolParamType: (bool, "true or false"),
+    click.types.IntParamType: (int, "a whole number"),
+    click.types.FloatParamType: ((int, float), "a number"),
+}
+
+
+def _defaults_from_file(ctx: click.Context, path: Path) -> dict:
+    """The config file's settings as Click's ``default_map``: every command with an option of
+    a setting's name takes the file's value as its default (the command line still wins),
+    checked by that option, so a bad value is an error before any command runs."""
+    settings = config.read_settings(path)
+    defaults: dict = {}
+    for names, command in _commands(main):
+        for param in command.params:
+            key = _setting_of(param)
+            if key not in settings:
+                continue
+            value = settings[key]
+            expected, what = next((shape for kind, shape in _TOML_TYPES.items()
+                                   if isinstance(param.type, kind)), (str, "a string"))
+            items = value if param.multiple and isinstance(value, list) else [value]
+            if (param.multiple and not isinstance(value, list)) or any(
+                    isinstance(item, bool) != (expected is bool) or not isinstance(item, expected)
+                    for item in items):
+                what = f"a list, each {what}" if param.multiple else what
+                shown = json.dumps(value, default=str)
+                raise ConfigError(f"{path}: {key} must be {what}, not {shown}")
+            try:
+                checked = param.type_cast_value(ctx, value)
+            except click.BadParameter as error:
+                raise ConfigError(f"{path}: {key}: {error.message}") from None
+            target = defaults
+            for name in names:
+                target = target.setdefault(name, {})
+            target[param.name] = checked
+    return defaults
 
 
 @main.command()
@@ -354,8 +421,11 @@ def _print_summary(summary, quiet: bool) -> None:
             + f"{summary.unchanged} unchanged, {summary.skipped} skipped, "
             f"{summary.missing} missing"
         )
+        # Of the photos this scan predicted: an unchanged or moved photo keeps the decision
+        # the index recorded for it (`info` shows it), and is not counted again here.
         click.echo(
-            f"{tagged} {summary.tagged}, suggested {summary.suggested}, "
+            f"predicted {summary.predicted}: {tagged} {summary.tagged}, "
+            f"suggested {summary.suggested}, "
             f"below threshold {summary.below_threshold}, "
             + (f"not like its known photos {summary.not_similar}, " if summary.not_similar
                else "")
@@ -396,7 +466,10 @@ def _printable(path: str) -> str:
 @main.command()
 @click.option("--landmark", help="Name or alias, partial, any case or accents: 'eiffel'.")
 @click.option(
-    "--country", help="ISO code (two letters, exactly) or name (any of its words' beginnings)."
+    "--country",
+    help="ISO code (FR or FRA, exactly) or name (France, any of its words' beginnings; ISO's"
+    " and common names: Viet Nam, UK). A landmark whose country is disputed has none (the"
+    " Dome of the Rock): --city finds it.",
 )
 @click.option("--city", help="City name (any of its words' beginnings).")
 @click.option("--min-confidence", type=click.FloatRange(0, 1))
@@ -750,6 +823,49 @@ def serve(host, port, model_path, db) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     click.echo(f"phototagger app: http://{shown}:{port}/ (Ctrl-C stops it)")
     run_simple(host, port, app, threaded=True)
+
+
+def _setting_options() -> list[click.Parameter]:
+    """Each setting's option as the first command that has it declares it, for ``config``."""
+    found: dict[str, click.Parameter] = {}
+    for _, command in _commands(main):
+        for param in command.params:
+            key = _setting_of(param)
+            if key is not None:
+                found.setdefault(key, copy.copy(param))
+    return [found[key] for key in config.SETTINGS if key in found]
+
+
+_SOURCES = {
+    ParameterSource.COMMANDLINE: "command line",
+    ParameterSource.DEFAULT_MAP: "config file",
+    ParameterSource.DEFAULT: "default",
+}
+#: What a setting left unset means.
+_UNSET = {
+    "threshold": "the model's own",
+    "workers": "half the cores on a CPU, all but two with CUDA",
+}
+
+
+@main.command("config", params=_setting_options())
+@click.pass_context
+def show_config(ctx: click.Context, **values) -> None:
+    """The settings in effect and where each comes from; options given here win, as they do
+    on any command. The output is TOML: a config file could hold it."""
+    path = config.config_path()
+    click.echo(f"# config file: {path}" + ("" if path.is_file() else " (there is none)"))
+    for param in ctx.command.params:
+        key, value = _setting_of(param), values[param.name]
+        source = ctx.get_parameter_source(param.name)
+        origin = f"${param.envvar}" if source is ParameterSource.ENVIRONMENT else _SOURCES[source]
+        if key == "db":
+            value = config.shown_url(config.db_url(value) if value else config.default_db_url())
+        if value is None:
+            click.echo(f"# {key}: {_UNSET.get(key, 'not set')}  ({origin})")
+        else:
+            value = list(value) if param.multiple else value
+            click.echo(f"{key} = {json.dumps(value, ensure_ascii=False)}  # {origin}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -19,7 +19,7 @@ from phototagger.errors import ConfigError, ImageError, PhototaggerError
 from phototagger.filetags import remove_photo_tags, restat, write_photo_tags
 from phototagger.imaging import file_format
 from phototagger.index import Library
-from phototagger.index import models as orm
+from phototagger.index import tables as orm
 from phototagger.landmarks import Landmark, fold, match
 
 
@@ -152,6 +152,7 @@ def _remove_one(session: Session, path: str, photo: orm.Photo | None, retag: boo
             return Outcome(path, False, f"not untagged: {error}")
         removed, left = result.removed, result.left
     kept = retag and persons
+    suggested = photo is not None and photo.landmark_slug is None and photo.suggested_slug
     if photo is not None and not kept:
         photo.landmark_slug = photo.confidence = photo.model_pk = None
         photo.suggested_slug = None  # a rejected suggestion is a removal too
@@ -162,4 +163,9 @@ def _remove_one(session: Session, path: str, photo: orm.Photo | None, retag: boo
     message = "tags removed" if removed else "nothing of phototagger's to remove"
     if kept:
         message += " (a person's landmark: the next scan writes it again)"
+    elif photo is None:
+        message += " (not in the index: a scan may still tag it)"
+    elif not retag:  # what it did even where the file had nothing: a person's decision
+        rejected = "its suggestion rejected, " if suggested else ""
+        message += f"; {rejected}recorded as removed by a person: scans leave it untagged"
     return Outcome(path, True, message)

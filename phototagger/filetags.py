@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from phototagger import tags
 from phototagger.hashing import file_hash
-from phototagger.index import models as orm
 from phototagger.index import path_key
+from phototagger.index import tables as orm
 
 #: Where tags go: into the file where that is lossless (else a sidecar), sidecars only, nowhere.
 WRITE_MODES = ("embed", "sidecar", "none")

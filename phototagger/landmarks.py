@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import iso3166
 
 from phototagger.errors import ConfigError
 
@@ -147,3 +150,34 @@ def match(landmarks: Iterable[Landmark], query: str) -> list[Landmark]:
         elif any(wanted in n for n in names):
             partial.append(landmark)
     return exact + partial
+
+
+#: Names people call countries by that ISO 3166 does not use (its short names are "Viet Nam",
+#: "Türkiye", "United Kingdom of Great Britain and Northern Ireland"): the common names of
+#: Debian's iso-codes, and a few more. "UK" is ISO's own exceptional reservation for GB.
+COUNTRY_ALIASES = {
+    "UK": "GB", "Britain": "GB", "Great Britain": "GB", "United Kingdom": "GB",
+    "United States": "US", "Russia": "RU", "Turkey": "TR", "Vietnam": "VN", "Iran": "IR",
+    "Syria": "SY", "Laos": "LA", "South Korea": "KR", "North Korea": "KP", "Taiwan": "TW",
+    "Bolivia": "BO", "Venezuela": "VE", "Tanzania": "TZ", "Moldova": "MD", "Holland": "NL",
+    "Ivory Coast": "CI", "Czech Republic": "CZ", "Burma": "MM", "Palestine": "PS",
+}
+
+
+@functools.cache
+def _country_names() -> dict[str, str]:
+    """Every folded ISO 3166-1 alpha-3 code, short name and alias -> its alpha-2 code."""
+    names = {fold(alias): code for alias, code in COUNTRY_ALIASES.items()}
+    for country in iso3166.countries:
+        for name in (country.alpha3, country.name, country.apolitical_name):
+            names.setdefault(fold(name), country.alpha2)
+    return names
+
+
+def country_code(query: str) -> str | None:
+    """The ISO 3166-1 alpha-2 code a query names: the code itself (``fr``), an alpha-3 code
+    (``USA``), a country's ISO name or a common one (``Viet Nam``, ``UK``); else None."""
+    folded = fold(query)
+    if len(folded) == 2 and folded.isalpha():
+        return _country_names().get(folded, folded.upper())
+    return _country_names().get(folded)

@@ -1,11 +1,17 @@
-"""Real image files made by the tests themselves (Pillow + piexif), small and varied."""
+"""Real image files made by the tests themselves (Pillow + piexif), small and varied, and the
+folder of the real ones the tests keep (tests/fixtures)."""
 
 from __future__ import annotations
 
+import io
+import struct
 from pathlib import Path
 
 import piexif
 from PIL import Image, ImageDraw
+
+FIXTURES = Path(__file__).parent / "fixtures"
+COLOURS = [(200, 60, 40), (40, 90, 200), (60, 160, 80), (230, 200, 60)]
 
 
 def picture(size: tuple[int, int] = (320, 240), seed: int = 0) -> Image.Image:
@@ -51,3 +57,37 @@ def write_image(path: Path, fmt: str, seed: int = 0, size=(320, 240)) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     picture(size, seed).save(path, fmt)
     return path
+
+
+def write_ojpeg_tiff(path: Path) -> Path:
+    """A TIFF of old-style JPEG compression (6) without its tables, as old scanners and
+    cameras left some: libtiff prints "OJPEGReadHeaderInfoSecTablesQTable: Missing JPEG
+    tables." on stderr, from C, and fails to decode it."""
+    width = height = 16
+    strip = bytes(64)
+    entries = [  # (tag, type: 3 short / 4 long, value), in tag order
+        (256, 3, width), (257, 3, height), (258, 3, 8), (259, 3, 6), (262, 3, 6),
+        (273, 4, 8 + 2 + 12 * 10 + 4), (277, 3, 3), (278, 3, height), (279, 4, len(strip)),
+        (512, 3, 1),  # JPEGProc: baseline; and no JPEGQTables, nor a JPEG stream
+    ]
+    out = bytearray(b"II*\x00" + struct.pack("<IH", 8, len(entries)))
+    for tag, kind, value in entries:
+        out += struct.pack("<HHI", tag, kind, 1)
+        out += struct.pack("<HH", value, 0) if kind == 3 else struct.pack("<I", value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(bytes(out + struct.pack("<I", 0) + strip))
+    return path
+
+
+def jpeg_bytes(size: tuple[int, int] = (320, 240), seed: int = 0, orientation: int = 1) -> bytes:
+    """A real JPEG with some structure (a gradient and a block), optionally EXIF-rotated."""
+    image = Image.new("RGB", size, COLOURS[seed % len(COLOURS)])
+    gradient = Image.linear_gradient("L").resize(size)
+    image.paste((255, 255, 255), (size[0] // 4, size[1] // 4, size[0] // 2, size[1] // 2))
+    image = Image.blend(image, Image.merge("RGB", [gradient] * 3), 0.3)
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85, exif=exif.tobytes())
+    return buffer.getvalue()

@@ -11,7 +11,8 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from images import gps_exif, write_jpeg
+from commands import run
+from images import gps_exif, write_jpeg, write_ojpeg_tiff
 from phototagger.cli import main
 
 
@@ -23,10 +24,6 @@ def env(tmp_path, tiny_model_path, monkeypatch):
     monkeypatch.setenv("PHOTOTAGGER_DB", str(tmp_path / "index.sqlite3"))
     return {"root": root, "model": str(tiny_model_path), "tmp": tmp_path}
 
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_scan_then_query_in_every_format(env):
@@ -49,6 +46,24 @@ def test_scan_then_query_in_every_format(env):
     landmark = rows[0]["landmark"]
     code, out, _ = run("query", "--landmark", landmark.upper()[:5])
     assert landmark in out
+
+
+def test_the_summary_counts_the_photos_it_predicted_and_says_so(env):
+    """A rescan predicts only what changed: its counts are of those photos, not the library's
+    (which `info` shows photo by photo), and the line says which they are."""
+    from PIL import Image
+
+    Image.new("RGB", (320, 240), (12, 12, 14)).save(env["root"] / "lens-cap.jpg")
+    scan = ["scan", env["root"], "--model", env["model"], "--workers", 0, "--threshold", 0]
+    code, out, _ = run(*scan)
+    assert out.splitlines()[1].startswith("predicted 3: tagged 2, suggested 0, ")
+    assert "featureless 1, " in out
+    Image.new("RGB", (320, 240), (250, 250, 250)).save(env["root"] / "sky.jpg")
+    assert run("tag", env["root"] / "rome" / "a.jpg", "--landmark", "colosseum")[0] == 0
+    code, out, _ = run(*scan)
+    assert out.splitlines()[1].startswith("predicted 1: tagged 0, suggested 0, ")
+    assert "featureless 1, kept as a person set them 0, " in out
+    assert "(featureless: not tagged by a scan)" in run("info", env["root"] / "lens-cap.jpg")[1]
 
 
 def test_quiet_cron_run_prints_nothing_and_json_summary(env):
@@ -81,6 +96,21 @@ def test_quiet_cron_run_over_broken_exif_prints_nothing(env):
         capture_output=True, text=True, timeout=300,
     )
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_quiet_cron_run_keeps_a_c_decoders_message_in_the_files_reason(env):
+    """libtiff prints from C, past Python's warnings: the worker catches it for the file."""
+    tiff = write_ojpeg_tiff(env["root"] / "scanner" / "old.tif")
+    done = subprocess.run(
+        [sys.executable, "-m", "phototagger.cli", "scan", env["root"], "--model", env["model"],
+         "--workers", "1", "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )
+    reason = "corrupt tiff file: decoder error -2 (OJPEGReadHeaderInfoSecTablesQTable: " \
+        "Missing JPEG tables.)"
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == f"1 failed:\n  {tiff}: {reason}\n"
+    assert f"index: failed ({reason})" in run("info", tiff)[1]
 
 
 def test_failed_files_exit_1_and_are_named(env):
@@ -135,6 +165,20 @@ def test_tag_untag_info_landmarks_and_db_upgrade(env):
     assert "#1: " in out and "#1: colosseum" not in out  # the guesses by name, not slug
     code, out, _ = run("db", "upgrade")
     assert code == 0 and "up to date" in out
+
+
+def test_untag_says_what_it_did_to_a_photo_that_was_never_tagged(env):
+    assert run("scan", env["root"], "--model", env["model"], "--workers", 0,
+               "--threshold", 1)[0] == 0  # nothing clears it: nothing tagged
+    photo = env["root"] / "rome" / "a.jpg"
+    code, out, _ = run("untag", photo)
+    assert (code, out) == (0, f"{photo}: nothing of phototagger's to remove; recorded as "
+                              "removed by a person: scans leave it untagged\n")
+    assert "[removed by a person" in run("info", photo)[1]
+    loose = write_jpeg(env["root"] / "new.jpg", seed=5)
+    code, out, _ = run("untag", loose)
+    assert (code, out) == (0, f"{loose}: nothing of phototagger's to remove (not in the index:"
+                              " a scan may still tag it)\n")
 
 
 def test_untag_retag_lets_tags_move_from_the_files_into_sidecars(env):
@@ -212,16 +256,20 @@ def test_tag_refuses_what_is_not_an_image_and_tags_the_rest(env):
 def test_info_shows_the_index_of_a_file_that_cannot_be_read(env):
     loop = env["root"] / "loop.jpg"
     loop.symlink_to(loop.name)  # exists, and cannot be opened even by root
-    broken = env["root"] / "broken.jpg"
-    broken.write_text("not a photo\n")
     run("scan", env["root"], "--model", env["model"], "--workers", 0)
     code, out, err = run("info", loop)
     assert code == 0, err
     assert out.splitlines() == [
         "index: failed (cannot stat: Too many levels of symbolic links)",
         "file: could not be read (Too many levels of symbolic links)"]
-    if os.geteuid() == 0:
-        return  # root reads anything: the permission itself can only be tested by others
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any file: a refused permission can "
+                    "only be seen by another user")
+def test_info_shows_the_index_of_a_file_the_user_may_not_read(env):
+    broken = env["root"] / "broken.jpg"
+    broken.write_text("not a photo\n")
+    run("scan", env["root"], "--model", env["model"], "--workers", 0)
     broken.chmod(0)
     try:
         code, out, err = run("info", broken)
@@ -254,7 +302,7 @@ def test_tag_before_any_scan_and_dry_run_leaves_no_index(env, tmp_path):
     code, out, _ = run("scan", env["root"], "--model", env["model"], "--dry-run", "--db", fresh,
                        "--workers", 0)
     assert code == 0 and out.startswith("dry run: found 2 photos")
-    assert "\nwould tag 1, " in out  # the other photo a person tagged
+    assert "\npredicted 2: would tag 1, " in out  # the other photo a person tagged
     assert not fresh.exists() and not fresh.with_name(fresh.name + ".lock").exists()
 
 

@@ -14,7 +14,7 @@ from images import write_jpeg
 from phototagger import config
 from phototagger.imaging import load_input
 from phototagger.index import Library
-from phototagger.index import models as orm
+from phototagger.index import tables as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan.pipeline import Scanner, ScanOptions
 
@@ -64,7 +64,16 @@ def test_a_scan_on_cuda_pins_batches_and_records_what_the_cpu_scan_records(tmp_p
 def test_a_short_batch_runs_padded_to_the_scans_shape_and_keeps_its_own_rows():
     model = LandmarkModel.load(config.DEFAULT_MODEL, "cuda")
     batch = torch.stack([load_input(path, model.preprocess)[0] for path in CAMERA_PHOTOS[:3]])
+    model.warm_up(8)  # loads the network, which is then watched: which shapes does it get?
+    network, shapes = model._module, []
+
+    def watched(inputs):
+        shapes.append(tuple(inputs.shape))
+        return network(inputs)
+
+    model._module = watched
     padded, alone = model.probabilities(batch, pad_to=8), model.probabilities(batch)
+    assert [rows for rows, *_ in shapes] == [8, 3]  # padded to 8, then the batch as it is
     assert padded.shape == alone.shape == (3, len(model.classes))
     assert torch.equal(padded.argmax(-1), alone.argmax(-1))
     assert (padded - alone).abs().max() < 0.01

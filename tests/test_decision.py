@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import FIXTURES, TinyNet, gated, tiny_model_meta
-from images import picture
+from images import FIXTURES, picture
 from phototagger.decision import Evidence, Facts, Outcome, Policy, Reason, decide
 from phototagger.imaging import prepare
 from phototagger.landmarks import read_gazetteer
 from phototagger.model import LandmarkModel, save_model_file
 from phototagger.predict import predict_bytes
+from tiny_model import TinyNet, gated, tiny_model_meta
 
 EIFFEL = read_gazetteer(FIXTURES / "gazetteer.csv")["eiffel-tower"]
 POLICY = Policy(threshold=0.5, tag_margin=0.2, suggest_margin=0.05)

@@ -1,15 +1,15 @@
 """Preprocessing: the model's input is what Pillow's bilinear resize and a centre crop give."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
+from images import FIXTURES
 from phototagger.imaging import PreprocessSpec, load_input, open_image, resized, to_input
 
-FIXTURES = Path(__file__).parent / "fixtures" / "exif"
+CAMERA_FILES = FIXTURES / "exif"
 SPEC = PreprocessSpec(224, 256, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
@@ -41,8 +41,8 @@ def test_input_is_pillows_bilinear_resize_and_centre_crop_within_a_level(size):
 
 
 def test_a_real_photo_decoded_at_reduced_scale_matches_too():
-    image, _ = open_image(FIXTURES / "portrait_6.jpg", min_side=SPEC.resize)
-    got = load_input(FIXTURES / "portrait_6.jpg", SPEC)[0]
+    image, _ = open_image(CAMERA_FILES / "portrait_6.jpg", min_side=SPEC.resize)
+    got = load_input(CAMERA_FILES / "portrait_6.jpg", SPEC)[0]
     expected = pillow_reference(image, SPEC)
     level = 1 / 255 / min(SPEC.std)
     assert (got - expected).abs().max() <= level * 1.01

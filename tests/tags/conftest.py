@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from images import FIXTURES
 from phototagger.landmarks import read_gazetteer
 from phototagger.tags import TagRequest
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 @pytest.fixture(scope="session")

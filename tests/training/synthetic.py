@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+from images import FIXTURES
 
 COLOURS = {"colosseum": (200, 40, 40), "eiffel-tower": (40, 200, 40), "hagia-sophia": (40, 40, 200)}
 

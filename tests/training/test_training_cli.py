@@ -1,6 +1,8 @@
 """The command line: clear one-line errors for unusable data."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -57,3 +59,18 @@ def test_one_command_trains_calibrates_and_writes_a_loadable_model(tmp_path: Pat
         "known_tagged_right"]
     assert model.meta["training"]["split_seed"] == 0
     assert (tmp_path / "plots" / "precision_coverage.png").is_file()
+
+
+def test_without_the_train_extra_training_says_what_to_install(tmp_path: Path):
+    """The default install has no torchvision: `python -m training` says so in one line."""
+    without = ("import sys; sys.modules['torchvision'] = None\n"
+               "from training.__main__ import main; main()")
+    done = subprocess.run(
+        [sys.executable, "-c", without, "train", "--data", str(tmp_path), "--out",
+         str(tmp_path / "m.pt")],
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 1
+    assert done.stderr == (
+        "python -m training: error: torchvision is not installed: training needs the train"
+        " extra (pip install 'phototagger[train]', or -e '.[train]' in a clone)\n")

@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 
-from conftest import OPEN_GATE, build_tiny_model
+from images import jpeg_bytes
 from phototagger.index import Library
 from phototagger.model import LandmarkModel, read_meta, save_model_file
 from phototagger.scan.pipeline import Scanner, ScanOptions
 from phototagger.web import create_app
+from tiny_model import OPEN_GATE, build_tiny_model
 
-COLOURS = [(200, 60, 40), (40, 90, 200), (60, 160, 80), (230, 200, 60)]
 #: Every answer plausible, none verified (as in tests/test_suggestions.py): margins that the
 #: fixture network's evidence never reaches for a tag, and always reaches for a suggestion.
 UNVERIFIED = {"tag_margin": 3.0, "suggest_margin": -4.0}
-
-
-def jpeg_bytes(size: tuple[int, int] = (320, 240), seed: int = 0, orientation: int = 1) -> bytes:
-    """A real JPEG with some structure (a gradient and a block), optionally EXIF-rotated."""
-    image = Image.new("RGB", size, COLOURS[seed % len(COLOURS)])
-    gradient = Image.linear_gradient("L").resize(size)
-    image.paste((255, 255, 255), (size[0] // 4, size[1] // 4, size[0] // 2, size[1] // 2))
-    image = Image.blend(image, Image.merge("RGB", [gradient] * 3), 0.3)
-    exif = Image.Exif()
-    if orientation != 1:
-        exif[0x0112] = orientation
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=85, exif=exif.tobytes())
-    return buffer.getvalue()
-
-
-@pytest.fixture(scope="session")
-def model(tiny_model_path) -> LandmarkModel:
-    return LandmarkModel.load(tiny_model_path, "cpu")
 
 
 @pytest.fixture

@@ -13,20 +13,18 @@ import piexif
 import pytest
 from PIL import Image
 
-from conftest import build_tiny_model
-from images import gps_exif
+from images import gps_exif, jpeg_bytes
 from phototagger import tags
 from phototagger.cli import main as cli_main
 from phototagger.index import Library, canonical
-from phototagger.index import models as orm
+from phototagger.index import tables as orm
 from phototagger.model import LandmarkModel
 from phototagger.predict import predict_bytes
 from phototagger.scan.pipeline import Scanner, ScanOptions
 from phototagger.web import create_app
 from phototagger.web import routes as web_routes
 from tests.tags.exiftool import exiftool_json, needs_exiftool
-
-from .conftest import jpeg_bytes
+from tiny_model import build_tiny_model
 
 
 def upload(client, data: bytes, name: str = "holiday.jpg", **headers):

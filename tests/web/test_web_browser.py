@@ -12,10 +12,9 @@ import pytest
 from playwright.sync_api import sync_playwright
 from werkzeug.serving import make_server
 
+from images import jpeg_bytes
 from phototagger import tags
-from phototagger.index import models as orm
-
-from .conftest import jpeg_bytes
+from phototagger.index import tables as orm
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

