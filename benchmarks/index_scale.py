@@ -39,7 +39,7 @@ from phototagger import config
 from phototagger.decision import Evidence
 from phototagger.imaging import ImageFacts
 from phototagger.index import Library
-from phototagger.index import models as orm
+from phototagger.index import tables as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan.changes import Work, plan_changes
 from phototagger.scan.dataset import Batch, Decoded
