@@ -159,6 +159,24 @@ class Prediction(Base):
     model: Mapped[Model] = relationship()
 
 
+class Embedding(Base):
+    """A photo's embedding by one network (``phototagger.model.network_id``): the vector the
+    reference photos are compared with, unit length, float16 (256 bytes at 128 dimensions).
+
+    Keyed by the network, not the model file: a file that changes only its metadata keeps the
+    library's embeddings, and what an index learns (phototagger.vocabulary) is computed from
+    them without decoding a photo again.
+    """
+
+    __tablename__ = "embeddings"
+
+    photo_id: Mapped[int] = mapped_column(
+        ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True
+    )
+    network: Mapped[str] = mapped_column(String(16), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Write(Base):
     """What phototagger wrote into which file, so that ``untag`` can undo exactly that."""
 
