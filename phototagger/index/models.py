@@ -51,6 +51,9 @@ class Landmark(Base):
     country_code: Mapped[str | None] = mapped_column(String(2))
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
+    #: Learned by this index (``phototagger learn``, or a person's tag of a new name), not a
+    #: model file's; its photos are in ``gallery``.
+    learned: Mapped[bool] = mapped_column(default=False)
 
 
 class Model(Base):
@@ -175,6 +178,22 @@ class Embedding(Base):
     )
     network: Mapped[str] = mapped_column(String(16), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class GalleryPhoto(Base):
+    """One photo a learned landmark was learned from: its embedding by one network."""
+
+    __tablename__ = "gallery"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(
+        ForeignKey("landmarks.slug", ondelete="CASCADE"), index=True
+    )
+    network: Mapped[str] = mapped_column(String(16))
+    #: Where the photo was when it was learned (for the record: it need not stay there).
+    source: Mapped[str] = mapped_column(Text)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    added: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Write(Base):

@@ -38,6 +38,7 @@ from phototagger.landmarks import Landmark
 from phototagger.model import Candidate, LandmarkModel
 from phototagger.scan.changes import Plan, Work, plan_changes
 from phototagger.scan.memory import frozen_heap, retain_freed_memory
+from phototagger.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
     from phototagger.scan.dataset import Batch, Decoded
@@ -159,6 +160,8 @@ class Scanner:
         if not 0 <= self.policy.threshold <= 1:
             raise ConfigError(f"threshold must lie between 0 and 1, not {self.policy.threshold}")
         self._stop = threading.Event()
+        #: The landmarks the index learned (phototagger.vocabulary), read as a run starts.
+        self.vocabulary = Vocabulary([])
 
     def request_stop(self) -> None:
         """End the scan early and cleanly: the batch in hand is recorded, the tag writes under
@@ -175,6 +178,7 @@ class Scanner:
         with self.library.lock(self.options.wait), self.library.session() as session:
             roots = [Path(self.library.indexed_path(session, root)) for root in roots]
             model_row = self.library.ensure_model(session, self.model)
+            self.vocabulary = Vocabulary.of(self.library, session, self.model)
             run = orm.Run(
                 model_pk=model_row.id,
                 roots=[os.fspath(r) for r in roots],
@@ -368,11 +372,13 @@ class Scanner:
             self._record_writes(session, pending, summary, wait=True)
 
     def _answers(self, batch: Batch, decoded: list[Decoded]) -> dict[int, Answer]:
-        """Each decoded photo's top-k landmarks and embedding, by its index in the work."""
+        """Each decoded photo's top-k landmarks (a learned one first where it wins) and its
+        embedding, by its index in the work."""
         if not decoded:
             return {}
         scores = self.model.scores(batch.inputs, pad_to=self.options.batch_size)
-        ranked = self.model.ranked(scores, self.options.top_k)
+        ranked = self.vocabulary.guesses(self.model.ranked(scores, self.options.top_k),
+                                         scores.embeddings)
         vectors = [None] * len(decoded) if scores.embeddings is None \
             else [search.encode(row) for row in scores.embeddings.numpy()]
         return {item.index: Answer(candidates, vector)
@@ -649,7 +655,8 @@ class Scanner:
         self, best: BestGuess, camera: tuple[float, float] | None, detail: float | None
     ) -> Outcome:
         """Change detection's view of a recorded best guess: the same decision, from the index."""
-        landmark = self.model.landmark(best.slug) or Landmark(best.slug, best.slug)
+        landmark = (self.model.landmark(best.slug) or self.vocabulary.landmark(best.slug)
+                    or Landmark(best.slug, best.slug))
         evidence = Evidence(landmark, best.probability, best.similarity, best.ordinary)
         return decide(evidence, Facts(detail, camera), self.policy).outcome
 
