@@ -381,7 +381,8 @@ def redecide(library: Library, session: Session, model: LandmarkModel,
     model_row = library.ensure_model(session, model)
     candidates: dict[int, list[Candidate]] = {}
     previous: dict[int, tuple[str, float]] = {}
-    for photo_id, rank, slug, probability, similarity, ordinary in session.execute(
+    connection = session.connection()  # plain rows: the ORM's took a third of the time
+    for photo_id, rank, slug, probability, similarity, ordinary in connection.execute(
         select(orm.Prediction.photo_id, orm.Prediction.rank, orm.Prediction.slug,
                orm.Prediction.probability, orm.Prediction.similarity, orm.Prediction.ordinary)
         .where(orm.Prediction.model_pk == model_row.id)
@@ -394,7 +395,7 @@ def redecide(library: Library, session: Session, model: LandmarkModel,
             candidates.setdefault(photo_id, []).append(
                 Candidate(landmark, probability, similarity, ordinary))
     ids, blobs = [], []
-    for photo_id, vector in session.execute(
+    for photo_id, vector in connection.execute(
         select(orm.Embedding.photo_id, orm.Embedding.vector)
         .where(orm.Embedding.network == model.network_id)
         .order_by(orm.Embedding.photo_id)
