@@ -243,12 +243,15 @@ def learn(
         row = session.get(orm.Landmark, landmark.slug)
         if row is not None and not row.learned:
             raise ConfigError(f"{name!r} is the name of another model's landmark in this index")
-        before = session.scalars(
-            select(orm.GalleryPhoto.vector).where(
+        rows = session.execute(
+            select(orm.GalleryPhoto.source, orm.GalleryPhoto.vector).where(
                 orm.GalleryPhoto.slug == landmark.slug,
                 orm.GalleryPhoto.network == model.network_id,
-            )
+            ).order_by(orm.GalleryPhoto.id)
         ).all()
+        known = {source for source, _ in rows}
+        embedded = [(source, v) for source, v in embedded if source not in known]  # once each
+        before = [vector for _, vector in rows]
         if len(before) + len(embedded) < MIN_PHOTOS:
             usable = len(before) + len(embedded)
             raise ConfigError(
@@ -265,8 +268,7 @@ def learn(
         session.flush()
         vectors = np.vstack([search.decode(list(before)), *[v for _, v in embedded]]) \
             if before else np.vstack([v for _, v in embedded])
-        sources = [f"(learned earlier, photo {i + 1})" for i in range(len(before))] + [
-            source for source, _ in embedded]
+        sources = [source for source, _ in rows] + [source for source, _ in embedded]
         median, each = agreement(vectors)
         outliers = [(sources[i], float(each[i])) for i in np.argsort(each)
                     if each[i] < median - OUTLIER_GAP]

@@ -157,6 +157,7 @@ def test_bad_input_to_learn(library, model, tmp_path):
     wrong = photo(tmp_path / "more" / "oops.jpg", "blue", 9)
     result = learn(library, model, "Red Fort", [wrong])
     assert (result.photos, [source for source, _ in result.outliers]) == (6, [str(wrong)])
+    assert learn(library, model, "Red Fort", photos).added == 0  # each photo counts once
 
 
 def test_the_commands(model, tmp_path):
