@@ -79,6 +79,23 @@ def model_option(function: Callable) -> Callable:
     )(function)
 
 
+def place_options(function: Callable) -> Callable:
+    """Where a landmark a person names stands: ``learn``, and ``tag`` with a new name."""
+    for name, kind, text in reversed((
+        ("--city", str, "City."), ("--region", str, "Region or state."),
+        ("--country", str, "Country name."), ("--country-code", str, "ISO 3166 code: CA."),
+        ("--lat", float, "Latitude of the landmark, -90 to 90."),
+        ("--lon", float, "Longitude of the landmark, -180 to 180."),
+    )):
+        function = click.option(name, type=kind, help=text)(function)
+    return function
+
+
+def _place(city, region, country, country_code, lat, lon) -> dict:
+    return {"city": city, "region": region, "country": country, "country_code": country_code,
+            "latitude": lat, "longitude": lon}
+
+
 def wait_option(function: Callable) -> Callable:
     return click.option(
         "--wait",
@@ -577,17 +594,26 @@ def _print_table(rows: list[dict]) -> None:
 @click.option("--landmark", required=True, help="The landmark the photos show.")
 @click.option("--write", default="embed", show_default=True, type=click.Choice(WRITE_MODES))
 @position_option
+@place_options
 @model_option
 @wait_option
 @db_option
-def tag(files, landmark, write, position, model_path, wait, db) -> None:
-    """Set the landmark of FILES by hand (or confirm a suggestion); scans never overwrite it."""
+def tag(files, landmark, write, position, city, region, country, country_code, lat, lon,
+        model_path, wait, db) -> None:
+    """Set the landmark of FILES by hand (or confirm a suggestion); scans never overwrite it.
+
+    A name the index does not know, given with its place (--city, --country, --lat, --lon),
+    is a new landmark, learned from the photos tagged with it (`phototagger learn`)."""
     from phototagger.corrections import confirm_landmark
 
-    known = load_model(model_path).classes if model_path or config.DEFAULT_MODEL.is_file() else []
+    model = load_model(model_path) if model_path or config.DEFAULT_MODEL.is_file() else None
+    place = _place(city, region, country, country_code, lat, lon)
     paths = [str(f) for f in files]
-    _report(confirm_landmark(open_library(db), paths, landmark, write, landmarks=known, wait=wait,
-                             estimate_position=position))
+    _report(confirm_landmark(open_library(db), paths, landmark, write,
+                             landmarks=model.classes if model else [], wait=wait,
+                             estimate_position=position,
+                             place=place if any(v is not None for v in place.values()) else None,
+                             network=model.network_id if model else None))
 
 
 @main.command()
@@ -621,14 +647,73 @@ def _report(outcomes) -> None:
 @model_option
 @db_option
 def landmarks(model_path, db) -> None:
-    """The model's landmarks, with how many indexed photos show each."""
+    """The model's landmarks and those this index learned, with how many photos show each."""
+    from phototagger.vocabulary import MIN_PHOTOS, learned_landmarks
+
     model = load_model(model_path, "cpu")
     library = open_library(db, existing=True)
     with library.session() as session:
         counts = library.landmark_counts(session)
-    for landmark in sorted(model.classes, key=lambda lm: lm.name):
-        place = ", ".join(p for p in (landmark.city, landmark.country) if p)
-        click.echo(f"{counts.get(landmark.slug, 0):6d}  {landmark.name}  ({place or '?'})")
+        learned = learned_landmarks(session)
+    rows = [(lm.name, lm.slug, lm.city, lm.country, "") for lm in model.classes]
+    for row, photos in learned:
+        waiting = f", needs {MIN_PHOTOS}" if photos < MIN_PHOTOS else ""
+        rows.append((row.name, row.slug, row.city, row.country,
+                     f"  [learned from {photos} photo{'s' if photos != 1 else ''}{waiting}]"))
+    for name, slug, city, country, note in sorted(rows):
+        place = ", ".join(p for p in (city, country) if p)
+        click.echo(f"{counts.get(slug, 0):6d}  {name}  ({place or '?'}){note}")
+
+
+@main.command()
+@click.argument("name")
+@click.argument("photos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@place_options
+@model_option
+@wait_option
+@db_option
+def learn(name, photos, city, region, country, country_code, lat, lon, model_path, wait,
+          db) -> None:
+    """Add landmark NAME to this index from PHOTOS of it (files or folders, at least 5),
+    without retraining; then re-decide the indexed photos from their stored embeddings."""
+    from phototagger.vocabulary import learn as learn_landmark
+
+    started = time.monotonic()
+    place = _place(city, region, country, country_code, lat, lon)
+    result = learn_landmark(open_library(db), load_model(model_path, "cpu"), name, photos,
+                            place, wait)
+    landmark, redecided = result.landmark, result.redecided
+    where = ", ".join(p for p in (landmark.city, landmark.country) if p)
+    click.echo(f"learned {landmark.name}" + (f" ({where})" if where else "")
+               + f" from {result.photos} photos ({result.added} new) in "
+               f"{time.monotonic() - started:.1f} s")
+    click.echo(f"the photos agree {result.agreement:.2f} (median similarity to each other)")
+    for source, similarity in result.outliers:
+        click.echo(f"  does not look like the others ({similarity:.2f}): {_printable(source)}"
+                   " - a wrong photo? `phototagger forget` and learn again without it")
+    tagged, suggested = redecided.matching.get(landmark.slug, (0, 0))
+    click.echo(f"indexed photos of it now: {tagged} tagged, {suggested} suggested "
+               f"({redecided.changed} of {redecided.photos} re-decided photos changed; "
+               "the next scan that writes puts the tags into the files)")
+    for path, reason in result.skipped:
+        click.echo(f"skipped {_printable(path)}: {reason}", err=True)
+    sys.exit(EXIT_FAILURES if result.skipped else EXIT_OK)
+
+
+@main.command()
+@click.argument("name")
+@model_option
+@wait_option
+@db_option
+def forget(name, model_path, wait, db) -> None:
+    """Remove learned landmark NAME and exactly the tags it caused (files too)."""
+    from phototagger.vocabulary import forget as forget_landmark
+
+    landmark, untagged, redecided = forget_landmark(
+        open_library(db, existing=True), load_model(model_path, "cpu"), name, wait)
+    click.echo(f"forgot {landmark.name}: its tags taken out of {untagged} "
+               f"file{'s' if untagged != 1 else ''}; {redecided.changed} of "
+               f"{redecided.photos} re-decided photos changed")
 
 
 @main.command()
@@ -763,12 +848,20 @@ def upgrade(db) -> None:
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(1, 50))
 @click.option("--device", default="auto", type=click.Choice(["auto", "cpu", "cuda"]))
 @click.option("--json", "as_json", is_flag=True)
-def predict(images, model_path, top_k, device, as_json) -> None:
+@click.option("--db", "db", metavar="URL",
+              help="Also weigh the landmarks this index learned (`phototagger learn`).")
+def predict(images, model_path, top_k, device, as_json, db) -> None:
     """The most likely landmarks in each IMAGE."""
     from phototagger.predict import predict_file
+    from phototagger.vocabulary import Vocabulary
 
     model = load_model(model_path, device)
-    results = [predict_file(model, str(image), top_k) for image in images]
+    vocabulary = None
+    if db:
+        library = open_library(db, existing=True)
+        with library.session() as session:
+            vocabulary = Vocabulary.of(library, session, model)
+    results = [predict_file(model, str(image), top_k, vocabulary) for image in images]
     if as_json:
         click.echo(json.dumps([r.to_dict() for r in results], indent=2, ensure_ascii=False))
     else:

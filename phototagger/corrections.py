@@ -20,7 +20,11 @@ from phototagger.filetags import remove_photo_tags, restat, write_photo_tags
 from phototagger.imaging import file_format
 from phototagger.index import Library
 from phototagger.index import tables as orm
-from phototagger.landmarks import Landmark, fold, match
+from phototagger.landmarks import Landmark, fold, match, new_landmark
+
+
+class UnknownLandmarkError(ConfigError):
+    """A name that designates no landmark the index knows."""
 
 
 @dataclass
@@ -38,7 +42,9 @@ def resolve_landmark(library: Library, session: Session, name: str) -> Landmark:
     if len(exact) == 1 or len(found) == 1:
         return (exact or found)[0]
     if not found:
-        raise ConfigError(f"unknown landmark {name!r}: see `phototagger landmarks`")
+        raise UnknownLandmarkError(
+            f"unknown landmark {name!r}: see `phototagger landmarks`, or give its place "
+            "(--city, --country, --lat, --lon) to name a new one")
     choices = ", ".join(lm.name for lm in found[:8])
     raise ConfigError(f"{name!r} matches several landmarks ({choices}): be more precise")
 
@@ -52,22 +58,37 @@ def confirm_landmark(
     landmarks: Iterable[Landmark] = (),
     wait: float = 10,
     estimate_position: bool = True,
+    place: dict | None = None,
+    network: str | None = None,
 ) -> list[Outcome]:
     """Record ``name`` as the confirmed landmark of each file and write it into the file.
 
     ``landmarks`` (a model's classes) are added to those the index knows, so a person can tag
     before any scan has run. ``estimate_position``: also write the landmark's position as the
-    photo's estimated GPS position.
+    photo's estimated GPS position. ``place`` (city, region, country, country_code, latitude,
+    longitude): a name the index does not know is a new landmark at that place, learned
+    (phototagger.vocabulary) from the embeddings by ``network`` of the photos a person tags
+    with it, once there are enough of them.
     """
+    from phototagger.vocabulary import add_to_gallery
+
     outcomes = []
     with library.lock(wait), library.session() as session:
         library.ensure_landmarks(session, landmarks)
-        landmark = resolve_landmark(library, session, name)
+        try:
+            landmark = resolve_landmark(library, session, name)
+        except UnknownLandmarkError:
+            if place is None:
+                raise
+            landmark = new_landmark(name, **place)
+            session.add(orm.Landmark(**landmark.to_dict(), learned=True))
+            session.flush()
         for path in paths:
             indexed = library.indexed_path(session, path)
-            outcomes.append(
-                _confirm_one(library, session, indexed, landmark, write, estimate_position)
-            )
+            outcome = _confirm_one(library, session, indexed, landmark, write, estimate_position)
+            if outcome.ok and network is not None:
+                add_to_gallery(library, session, landmark.slug, network, indexed)
+            outcomes.append(outcome)
     return outcomes
 
 

@@ -7,7 +7,7 @@ import functools
 import math
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import iso3166
@@ -102,6 +102,30 @@ def _number(value: object) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         raise ConfigError(f"not a coordinate: {value!r}") from None
+
+
+def slugify(name: str) -> str:
+    """The stable id of a landmark a person names: ``Niagara Falls`` -> ``niagara-falls``."""
+    words = "".join(c if c.isalnum() else " " for c in fold(name)).split()
+    if not words:
+        raise ConfigError(f"not a landmark name: {name!r}")
+    return "-".join(words)
+
+
+def new_landmark(name: str, **place) -> Landmark:
+    """A landmark a person names, with the place fields they give, checked: both coordinates
+    or neither, each in range, a two-letter country code."""
+    landmark = Landmark.from_dict({"slug": slugify(name), "name": name.strip(), **place})
+    lat, lon = landmark.latitude, landmark.longitude
+    if (lat is None) != (lon is None):
+        raise ConfigError("give both --lat and --lon, or neither")
+    if lat is not None and not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ConfigError(f"coordinates out of range: {lat}, {lon} (latitude -90 to 90, "
+                          "longitude -180 to 180)")
+    code = landmark.country_code
+    if code is not None and not (len(code) == 2 and code.isalpha()):
+        raise ConfigError(f"not a two-letter country code: {code!r}")
+    return replace(landmark, country_code=code.upper() if code else None)
 
 
 def read_gazetteer(path: str | Path) -> dict[str, Landmark]:

@@ -6,6 +6,7 @@ This is the only code that knows the format; ``training/export.py`` writes files
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import math
@@ -128,6 +129,30 @@ def _meta_in(archive_file: str | Path | io.BytesIO) -> dict:
         return json.loads(archive.read(names[0]))
 
 
+def network_id(path: str | Path) -> str:
+    """What a photo's embedding depends on: the file's weights and buffers, not its metadata.
+
+    A short hash over the TorchScript archive's tensors (``data/*``: weights and buffers, the
+    projection and reference photos included), read from the zip's directory (their CRCs)
+    without torch. A new version of a
+    file that changes only its metadata (names, thresholds, margins) keeps it, so embeddings
+    stored in an index stay valid; anything that retrains or rebuilds the network changes it.
+    """
+    digest = hashlib.sha256()
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = sorted(
+                (info.filename.partition("/")[2], info.CRC, info.file_size)
+                for info in archive.infolist()
+            )
+    except (zipfile.BadZipFile, OSError):
+        raise ModelFormatError(f"not a TorchScript model file: {path}") from None
+    for name, crc, size in entries:
+        if name.startswith("data/"):
+            digest.update(f"{name}\0{crc}\0{size}\n".encode())
+    return digest.hexdigest()[:16]
+
+
 def read_meta(path: str | Path) -> dict:
     """The metadata of a model file, read from its zip archive without loading torch."""
     path = Path(path)
@@ -156,6 +181,9 @@ class Scores:
     similarity: torch.Tensor | None = None
     #: ``N``: how alike each photo is to the ordinary reference photos (of no landmark).
     ordinary: torch.Tensor | None = None
+    #: ``N x dimensions``: each photo's embedding, unit length (format 2): what the index
+    #: keeps, so that learned landmarks and searches need no second pass over the photo.
+    embeddings: torch.Tensor | None = None
 
 
 class LandmarkModel:
@@ -183,7 +211,10 @@ class LandmarkModel:
         self.evidence: dict | None = meta.get("evidence") if meta["format_version"] >= 2 else None
         self.sha256 = file_hash(str(path), "sha256")
         self.model_id = f"{self.name}@{self.version}+{self.sha256[:12]}"
+        #: The key of the embeddings this file's network makes (None: it makes none).
+        self.network_id = network_id(path) if self.evidence is not None else None
         self._module = None
+        self._gallery: _Gallery | None = None
         self._device = None if isinstance(device, str) else device
 
     @classmethod
@@ -217,12 +248,21 @@ class LandmarkModel:
         except Exception:
             raise ModelFormatError(f"not a TorchScript model file: {self.path}") from None
         module = module.eval()
+        if self.evidence is not None:
+            # The evidence is computed here from the network's embedding, not by its
+            # ``forward``: the same computation, and the embedding comes along for the index.
+            if not hasattr(module, "embedding"):
+                raise ModelFormatError(f"model file of format 2 without an embedding: {self.path}")
+            self._gallery = _Gallery(module.references.float(), module.members,
+                                     module.ordinary.float(),
+                                     int(self.evidence.get("neighbours", 3)))
         if self.device.type == "cpu":
             # Freezing inlines the weights and folds batch norm into the convolutions:
             # measured here, EfficientNet-Lite0 went from 25 to 33 images/s on two cores.
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", FutureWarning)
-                module = torch.jit.freeze(module)
+                preserved = ["embedding"] if self.evidence is not None else []
+                module = torch.jit.freeze(module, preserved_attrs=preserved)
         self._module = module
         self._check_output_width(check_batch)
 
@@ -273,9 +313,10 @@ class LandmarkModel:
         # On CUDA, TorchScript's re-optimisation at the second call cost 0.2 s alone and about
         # 2 s in a busy scan (H200), for no gain: a batch of 32 takes 4 ms either way.
         with torch.inference_mode(), autocast, torch.jit.optimized_execution(not on_cuda):
-            outputs = [module(chunk) for chunk in chunks]
-        if self.evidence is None:  # format 1: the logits alone
-            outputs = [(logits,) for logits in outputs]
+            if self._gallery is None:  # format 1: the logits alone
+                outputs = [(module(chunk),) for chunk in chunks]
+            else:
+                outputs = [self._gallery.scores(*module.embedding(chunk)) for chunk in chunks]
         parts = [torch.cat(part)[:count].float().cpu() for part in zip(*outputs, strict=True)]
         probabilities = torch.softmax(parts[0] / self.temperature, dim=-1)
         return Scores(probabilities, *parts)
@@ -313,6 +354,24 @@ class LandmarkModel:
 
     def landmark(self, slug: str) -> Landmark | None:
         return self._by_slug.get(slug)
+
+
+@dataclass(frozen=True)
+class _Gallery:
+    """A format-2 file's reference photos, taken from its network as it loads."""
+
+    references: torch.Tensor
+    members: torch.Tensor
+    ordinary: torch.Tensor
+    neighbours: int
+
+    def scores(self, logits: torch.Tensor, embedding: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """What the file's ``forward`` returns, and the embedding it came from."""
+        from phototagger.evidence import class_similarity, ordinary_similarity
+
+        return (logits,
+                class_similarity(embedding, self.references, self.members, self.neighbours),
+                ordinary_similarity(embedding, self.ordinary, self.neighbours), embedding)
 
 
 def _finite(value: float) -> float:

@@ -7,12 +7,16 @@ decision (``decision``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from phototagger.decision import Decision, Evidence, Facts, Policy, decide
 from phototagger.errors import ImageError
 from phototagger.imaging import prepare, read_file
 from phototagger.model import LandmarkModel
 from phototagger.tags import read_camera_gps
+
+if TYPE_CHECKING:
+    from phototagger.vocabulary import Vocabulary
 
 
 @dataclass
@@ -67,9 +71,12 @@ def _candidate_dict(candidate: Evidence) -> dict:
 
 
 def predict_bytes(
-    model: LandmarkModel, data: bytes, source: str, top_k: int = 5
+    model: LandmarkModel, data: bytes, source: str, top_k: int = 5,
+    vocabulary: Vocabulary | None = None,
 ) -> ImagePrediction:
-    """Predict from an image's bytes; a bad image gives an ``error``, not an exception."""
+    """Predict from an image's bytes; a bad image gives an ``error``, not an exception.
+
+    ``vocabulary``: the landmarks an index learned, weighed as a scan of it would."""
     result = ImagePrediction(source, Policy.of(model))
     try:
         tensor, facts = prepare(data, model.preprocess)
@@ -77,15 +84,20 @@ def predict_bytes(
         result.error = str(error)
         return result
     result.camera_gps = read_camera_gps(source, data)
-    result.candidates = model.ranked(model.scores(tensor.unsqueeze(0)), top_k)[0]
+    scores = model.scores(tensor.unsqueeze(0))
+    ranked = model.ranked(scores, top_k)
+    if vocabulary is not None:
+        ranked = vocabulary.guesses(ranked, scores.embeddings)
+    result.candidates = ranked[0]
     best = result.candidates[0]
     result.decision = decide(best, Facts(facts.detail, result.camera_gps), result.policy)
     return result
 
 
-def predict_file(model: LandmarkModel, path: str, top_k: int = 5) -> ImagePrediction:
+def predict_file(model: LandmarkModel, path: str, top_k: int = 5,
+                 vocabulary: Vocabulary | None = None) -> ImagePrediction:
     try:
         data = read_file(path)
     except ImageError as error:
         return ImagePrediction(path, Policy.of(model), error=str(error))
-    return predict_bytes(model, data, path, top_k)
+    return predict_bytes(model, data, path, top_k, vocabulary)

@@ -25,9 +25,9 @@ def test_first_use_migrates_a_real_sqlite_file_in_wal_mode(tmp_path):
     connection = sqlite3.connect(tmp_path / "index.sqlite3")
     tables = {row[0] for row in connection.execute("select name from sqlite_master")}
     assert {"photos", "predictions", "models", "runs", "writes", "landmarks",
-            "alembic_version"} <= tables
+            "embeddings", "gallery", "alembic_version"} <= tables
     assert connection.execute("pragma journal_mode").fetchone()[0] == "wal"
-    assert connection.execute("select version_num from alembic_version").fetchone()[0] == "0006"
+    assert connection.execute("select version_num from alembic_version").fetchone()[0] == "0008"
 
 
 @both_backends

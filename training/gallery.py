@@ -29,6 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from phototagger.errors import ConfigError
+from phototagger.evidence import class_similarity, ordinary_similarity
 from phototagger.model import read_meta, save_model_file
 from training.data import input_batches
 
@@ -102,25 +103,6 @@ class EvidenceNetwork(nn.Module):
         logits, embedding = self.embedding(x)
         similarity = class_similarity(embedding, self.references, self.members, self.neighbours)
         return logits, similarity, ordinary_similarity(embedding, self.ordinary, self.neighbours)
-
-
-def class_similarity(embedding: torch.Tensor, references: torch.Tensor, members: torch.Tensor,
-                     neighbours: int) -> torch.Tensor:
-    """``N x classes``: the k-th best cosine between each photo and each class's references."""
-    scores = embedding @ references.to(embedding.dtype).t()
-    padded = torch.cat([scores, scores.new_full((scores.shape[0], 1), -2.0)], 1)
-    per_class = padded[:, members]  # N x classes x most reference photos of one class
-    k = min(neighbours, per_class.shape[2])
-    return per_class.topk(k, dim=2).values[:, :, k - 1]
-
-
-def ordinary_similarity(embedding: torch.Tensor, ordinary: torch.Tensor,
-                        neighbours: int) -> torch.Tensor:
-    """``N``: the k-th best cosine between each photo and the ordinary reference photos."""
-    if ordinary.shape[0] < neighbours:
-        return embedding.new_full((embedding.shape[0],), -1.0)
-    scores = embedding @ ordinary.to(embedding.dtype).t()
-    return scores.topk(neighbours, dim=1).values[:, neighbours - 1]
 
 
 def _out_channels(module: nn.Module) -> int:

@@ -23,10 +23,10 @@ import torch
 
 from phototagger.decision import Evidence, Facts, Outcome, Policy, decide
 from phototagger.errors import ConfigError
+from phototagger.evidence import class_similarity, ordinary_similarity
 from phototagger.model import LandmarkModel, read_meta, save_model_file
 from training.data import input_batches, list_images, negative_split
 from training.evaluate import split_samples
-from training.gallery import class_similarity, ordinary_similarity
 
 #: A library as the issue describes it: photos of no landmark, of landmarks the model does
 #: not know, and of its own landmarks.

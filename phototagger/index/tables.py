@@ -51,6 +51,9 @@ class Landmark(Base):
     country_code: Mapped[str | None] = mapped_column(String(2))
     latitude: Mapped[float | None] = mapped_column(Float)
     longitude: Mapped[float | None] = mapped_column(Float)
+    #: Learned by this index (``phototagger learn``, or a person's tag of a new name), not a
+    #: model file's; its photos are in ``gallery``.
+    learned: Mapped[bool] = mapped_column(default=False)
 
 
 class Model(Base):
@@ -157,6 +160,40 @@ class Prediction(Base):
 
     photo: Mapped[Photo] = relationship(back_populates="predictions")
     model: Mapped[Model] = relationship()
+
+
+class Embedding(Base):
+    """A photo's embedding by one network (``phototagger.model.network_id``): the vector the
+    reference photos are compared with, unit length, float16 (256 bytes at 128 dimensions).
+
+    Keyed by the network, not the model file: a file that changes only its metadata keeps the
+    library's embeddings, and what an index learns (phototagger.vocabulary) is computed from
+    them without decoding a photo again.
+    """
+
+    __tablename__ = "embeddings"
+
+    photo_id: Mapped[int] = mapped_column(
+        ForeignKey("photos.id", ondelete="CASCADE"), primary_key=True
+    )
+    network: Mapped[str] = mapped_column(String(16), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class GalleryPhoto(Base):
+    """One photo a learned landmark was learned from: its embedding by one network."""
+
+    __tablename__ = "gallery"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(
+        ForeignKey("landmarks.slug", ondelete="CASCADE"), index=True
+    )
+    network: Mapped[str] = mapped_column(String(16))
+    #: Where the photo was when it was learned (for the record: it need not stay there).
+    source: Mapped[str] = mapped_column(Text)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+    added: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Write(Base):

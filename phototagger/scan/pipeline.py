@@ -22,7 +22,7 @@ from sqlalchemy import delete, insert, update
 from sqlalchemy.orm import Session
 from tqdm import tqdm
 
-from phototagger import tags
+from phototagger import search, tags
 from phototagger.decision import Evidence, Facts, Outcome, Policy, Reason, decide
 from phototagger.errors import ConfigError, TagWriteError
 from phototagger.filetags import (
@@ -38,6 +38,7 @@ from phototagger.landmarks import Landmark
 from phototagger.model import LandmarkModel
 from phototagger.scan.changes import Plan, Work, plan_changes
 from phototagger.scan.memory import frozen_heap, retain_freed_memory
+from phototagger.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
     from phototagger.scan.dataset import Batch, Decoded
@@ -130,6 +131,14 @@ def _cores() -> int:
     return os.cpu_count() or 1
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What the network says of one photo: its top-k landmarks and its stored embedding."""
+
+    ranked: list[Evidence]
+    vector: bytes | None  # None: a model file without reference photos makes none
+
+
 @dataclass
 class PendingWrite:
     path: str
@@ -151,6 +160,8 @@ class Scanner:
         if not 0 <= self.policy.threshold <= 1:
             raise ConfigError(f"threshold must lie between 0 and 1, not {self.policy.threshold}")
         self._stop = threading.Event()
+        #: The landmarks the index learned (phototagger.vocabulary), read as a run starts.
+        self.vocabulary = Vocabulary([])
 
     def request_stop(self) -> None:
         """End the scan early and cleanly: the batch in hand is recorded, the tag writes under
@@ -167,6 +178,7 @@ class Scanner:
         with self.library.lock(self.options.wait), self.library.session() as session:
             roots = [Path(self.library.indexed_path(session, root)) for root in roots]
             model_row = self.library.ensure_model(session, self.model)
+            self.vocabulary = Vocabulary.of(self.library, session, self.model)
             run = orm.Run(
                 model_pk=model_row.id,
                 roots=[os.fspath(r) for r in roots],
@@ -338,15 +350,7 @@ class Scanner:
                 busy = not batch.decoding_done  # again after a worker died and was replaced
                 torch.set_num_threads(self._network_threads(all_threads) if busy else all_threads)
                 decoded = [item for item in batch.items if item.error is None]
-                ranked = (
-                    self.model.ranked(
-                        self.model.scores(batch.inputs, pad_to=self.options.batch_size),
-                        self.options.top_k,
-                    )
-                    if decoded
-                    else []
-                )
-                answers = dict(zip((item.index for item in decoded), ranked, strict=True))
+                answers = self._answers(batch, decoded)
                 to_write = self._record_batch(session, batch, work, answers, model_row, summary)
                 # Predictions reach the index before any file changes.
                 self._commit(session)
@@ -366,6 +370,19 @@ class Scanner:
                     summary.interrupted = True
                     break
             self._record_writes(session, pending, summary, wait=True)
+
+    def _answers(self, batch: Batch, decoded: list[Decoded]) -> dict[int, Answer]:
+        """Each decoded photo's top-k landmarks (a learned one first where it wins) and its
+        embedding, by its index in the work."""
+        if not decoded:
+            return {}
+        scores = self.model.scores(batch.inputs, pad_to=self.options.batch_size)
+        ranked = self.vocabulary.guesses(self.model.ranked(scores, self.options.top_k),
+                                         scores.embeddings)
+        vectors = [None] * len(decoded) if scores.embeddings is None \
+            else [search.encode(row) for row in scores.embeddings.numpy()]
+        return {item.index: Answer(candidates, vector)
+                for item, candidates, vector in zip(decoded, ranked, vectors, strict=True)}
 
     def _record_writes(
         self, session: Session, pending: list[PendingWrite], summary: ScanSummary, wait: bool
@@ -485,14 +502,15 @@ class Scanner:
         session: Session,
         batch: Batch,
         work: list[Work],
-        answers: dict[int, list],
+        answers: dict[int, Answer],
         model_row: orm.Model,
         summary: ScanSummary,
     ) -> list[tuple[Work, orm.Photo, tags.TagRequest]]:
         """Put a batch's photos and predictions in the index; the tag writes it calls for.
 
-        One flush and two statements for the whole batch's predictions: row by row, the ORM
-        took ~16 ms a photo here, a third of what decoding a 12 MP JPEG takes.
+        One flush and two statements for the whole batch's predictions (two more for its
+        embeddings): row by row, the ORM took ~16 ms a photo here, a third of what decoding a
+        12 MP JPEG takes.
         """
         to_write, predicted = [], []
         with session.no_autoflush:  # each photo's lookup would flush the one before
@@ -504,8 +522,9 @@ class Scanner:
                     self._record_failure(session, job, item, summary)
                     continue
                 photo = photos[job.path]
-                predicted.append((photo, photo.id is None, answers[item.index]))
-                request = self._record(session, job, photo, item, answers[item.index], model_row,
+                answer = answers[item.index]
+                predicted.append((photo, photo.id is None, answer))
+                request = self._record(session, job, photo, item, answer.ranked, model_row,
                                        summary)
                 if request is not None:
                     to_write.append((job, photo, request))
@@ -520,15 +539,28 @@ class Scanner:
             for photo, is_new, _ in predicted:
                 if not is_new:
                     session.expire(photo, ["predictions"])
+            session.execute(
+                delete(orm.Embedding).where(
+                    orm.Embedding.photo_id.in_(replaced),
+                    orm.Embedding.network == self.model.network_id,
+                )
+            )
         rows = [
             {"photo_id": photo.id, "model_pk": model_row.id, "rank": rank,
              "slug": candidate.landmark.slug, "probability": candidate.probability,
              "similarity": candidate.similarity, "ordinary": candidate.ordinary}
-            for photo, _, ranked in predicted
-            for rank, candidate in enumerate(ranked)
+            for photo, _, answer in predicted
+            for rank, candidate in enumerate(answer.ranked)
         ]
         if rows:
             session.execute(insert(orm.Prediction), rows)
+        vectors = [
+            {"photo_id": photo.id, "network": self.model.network_id, "vector": answer.vector}
+            for photo, _, answer in predicted
+            if answer.vector is not None
+        ]
+        if vectors:
+            session.execute(insert(orm.Embedding), vectors)
         return to_write
 
     def _record(
@@ -625,7 +657,8 @@ class Scanner:
         self, best: BestGuess, camera: tuple[float, float] | None, detail: float | None
     ) -> Outcome:
         """Change detection's view of a recorded best guess: the same decision, from the index."""
-        landmark = self.model.landmark(best.slug) or Landmark(best.slug, best.slug)
+        landmark = (self.model.landmark(best.slug) or self.vocabulary.landmark(best.slug)
+                    or Landmark(best.slug, best.slug))
         evidence = Evidence(landmark, best.probability, best.similarity, best.ordinary)
         return decide(evidence, Facts(detail, camera), self.policy).outcome
 

@@ -27,6 +27,7 @@ from phototagger.index.store import STATES, recorded_explanation
 from phototagger.landmarks import Landmark
 from phototagger.model import LandmarkModel
 from phototagger.predict import predict_bytes
+from phototagger.vocabulary import Vocabulary
 from phototagger.web.about import model_facts
 from phototagger.web.images import (
     PREVIEW_SIZE,
@@ -63,6 +64,13 @@ def _library() -> Library:
     return current_app.extensions["phototagger"]["library"]
 
 
+def _vocabulary() -> Vocabulary:
+    """The landmarks the app's index learned, as they are now (``learn`` may have run)."""
+    library = _library()
+    with library.session() as session:
+        return Vocabulary.of(library, session, _model())
+
+
 @blueprint.app_template_global()
 def osm(latitude: float | None, longitude: float | None) -> str | None:
     return map_url(latitude, longitude)
@@ -91,7 +99,7 @@ def api_predict():
     except ImageError as error:
         abort(422, f"{upload.filename}: {error}")
     with _inference:
-        result = predict_bytes(_model(), data, upload.filename, top_k)
+        result = predict_bytes(_model(), data, upload.filename, top_k, _vocabulary())
     if result.error:  # pragma: no cover - the preview decoded it already
         abort(422, f"{upload.filename}: {result.error}")
     payload = result.to_dict()

@@ -8,8 +8,8 @@ import pytest
 import torch
 from synthetic import write_photo
 
+from phototagger.evidence import class_similarity, ordinary_similarity
 from training.data import negative_split
-from training.gallery import class_similarity, ordinary_similarity
 from training.openset import _choose, auroc
 
 
