@@ -732,8 +732,10 @@ def serve(host, port, model_path, db) -> None:
 
     from werkzeug.serving import run_simple
 
+    from phototagger.memory import return_freed_memory
     from phototagger.web import create_app
 
+    return_freed_memory()  # an upload's decoded image goes back to the system once answered
     app = create_app(model=load_model(model_path), library=open_library(db))
     shown = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
     if not host.startswith("unix://"):  # Werkzeug also listens on a Unix socket

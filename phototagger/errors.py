@@ -23,3 +23,8 @@ class ImageError(PhototaggerError):
 
 class TagWriteError(PhototaggerError):
     """A metadata write that was refused or failed verification; the original is untouched."""
+
+
+class BusyError(PhototaggerError):
+    """Work refused for now, not for good: every slot for it stayed taken (the app's 503)."""
+

@@ -7,12 +7,17 @@ decision (``decision``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from phototagger.decision import Decision, Evidence, Facts, Policy, decide
 from phototagger.errors import ImageError
-from phototagger.imaging import prepare, read_file
+from phototagger.imaging import ImageFacts, prepare, prepared, read_file
 from phototagger.model import Candidate, LandmarkModel
 from phototagger.tags import read_camera_gps
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
 
 
 @dataclass
@@ -70,12 +75,36 @@ def predict_bytes(
     model: LandmarkModel, data: bytes, source: str, top_k: int = 5
 ) -> ImagePrediction:
     """Predict from an image's bytes; a bad image gives an ``error``, not an exception."""
-    result = ImagePrediction(source, Policy.of(model))
     try:
         tensor, facts = prepare(data, model.preprocess)
     except ImageError as error:
-        result.error = str(error)
-        return result
+        return ImagePrediction(source, Policy.of(model), error=str(error))
+    return _predicted(model, tensor, facts, data, source, top_k)
+
+
+def predict_decoded(
+    model: LandmarkModel,
+    image: Image.Image,
+    facts: ImageFacts,
+    data: bytes,
+    source: str,
+    top_k: int = 5,
+) -> ImagePrediction:
+    """As :func:`predict_bytes`, from ``image`` as ``decode(data, min_side=resize)`` (or
+    ``decode_sizes``) gave it: the app decodes an upload once, for its preview and this."""
+    tensor, facts = prepared(image, facts, model.preprocess)
+    return _predicted(model, tensor, facts, data, source, top_k)
+
+
+def _predicted(
+    model: LandmarkModel,
+    tensor: torch.Tensor,
+    facts: ImageFacts,
+    data: bytes,
+    source: str,
+    top_k: int,
+) -> ImagePrediction:
+    result = ImagePrediction(source, Policy.of(model))
     result.camera_gps = read_camera_gps(source, data)
     result.candidates = model.ranked(model.scores(tensor.unsqueeze(0)), top_k)[0]
     best = result.candidates[0]

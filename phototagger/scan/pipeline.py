@@ -35,9 +35,9 @@ from phototagger.filetags import (
 from phototagger.index import BestGuess, Library, path_key
 from phototagger.index import models as orm
 from phototagger.landmarks import Landmark
+from phototagger.memory import frozen_heap, retain_freed_memory
 from phototagger.model import Candidate, LandmarkModel
 from phototagger.scan.changes import Plan, Work, plan_changes
-from phototagger.scan.memory import frozen_heap, retain_freed_memory
 
 if TYPE_CHECKING:
     from phototagger.scan.dataset import Batch, Decoded

@@ -10,14 +10,24 @@ import io
 import logging
 from urllib.parse import urlsplit
 
-from flask import Flask, Request, jsonify, render_template, request
-from werkzeug.exceptions import Forbidden, HTTPException, InternalServerError
+from flask import Flask, Request, jsonify, make_response, render_template, request
+from werkzeug.exceptions import (
+    Forbidden,
+    HTTPException,
+    InternalServerError,
+    ServiceUnavailable,
+)
 
+from phototagger.errors import BusyError
 from phototagger.index import Library
 from phototagger.model import LandmarkModel
+from phototagger.web.images import DecodeSlots
 
 #: Default upload limit: a 24 MP JPEG straight from a camera is 10-15 MB.
 UPLOAD_LIMIT = 25 * 1024 * 1024
+#: Default limit of an upload's pixels, read from its header before anything is decoded: a
+#: file of a few hundred kB can claim 225 MP, which decoded whole takes gigabytes.
+UPLOAD_PIXELS = 50_000_000
 _LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 log = logging.getLogger("phototagger.web")
 
@@ -32,14 +42,25 @@ class InMemoryRequest(Request):
 
 
 def create_app(
-    model: LandmarkModel, library: Library, *, upload_limit: int = UPLOAD_LIMIT
+    model: LandmarkModel,
+    library: Library,
+    *,
+    upload_limit: int = UPLOAD_LIMIT,
+    upload_pixels: int = UPLOAD_PIXELS,
+    decoding: DecodeSlots | None = None,
 ) -> Flask:
-    """The app for one model and one index; ``upload_limit`` bounds a request's body in bytes."""
+    """The app for one model and one index; ``upload_limit`` bounds a request's body in bytes,
+    ``upload_pixels`` an uploaded image's size, ``decoding`` how many images decode at once."""
     app = Flask(__name__)
     app.request_class = InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = upload_limit
     app.json.sort_keys = False
-    app.extensions["phototagger"] = {"model": model, "library": library}
+    app.extensions["phototagger"] = {
+        "model": model,
+        "library": library,
+        "upload_pixels": upload_pixels,
+        "decoding": decoding or DecodeSlots(),
+    }
 
     from phototagger.web.routes import blueprint
 
@@ -47,6 +68,7 @@ def create_app(
     app.before_request(_refuse_foreign_requests)
     app.after_request(_security_headers)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(BusyError, _busy)
     app.register_error_handler(Exception, _unexpected_error)
     return app
 
@@ -100,6 +122,16 @@ def _http_error(error: HTTPException):
 
 def _size(count: int) -> str:
     return f"{count / 1024 / 1024:.0f} MB" if count >= 1024 * 1024 else f"{count / 1024:.0f} kB"
+
+
+#: Seconds a client told "busy" (503) should wait before it tries again.
+RETRY_AFTER = 5
+
+
+def _busy(error: BusyError):
+    response = make_response(_http_error(ServiceUnavailable(str(error))))
+    response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
 
 
 def _unexpected_error(error: Exception):

@@ -21,19 +21,21 @@ from sqlalchemy.orm import Session
 from phototagger.corrections import Outcome, confirm_landmark, remove_landmark
 from phototagger.errors import ConfigError, ImageError, IndexLockedError
 from phototagger.filetags import WRITE_MODES
+from phototagger.imaging import decode_sizes
 from phototagger.index import Library
 from phototagger.index import models as orm
 from phototagger.index.store import STATES, recorded_explanation
 from phototagger.landmarks import Landmark
 from phototagger.model import LandmarkModel
-from phototagger.predict import predict_bytes
+from phototagger.predict import predict_decoded
 from phototagger.web.about import model_facts
 from phototagger.web.images import (
     PREVIEW_SIZE,
     THUMBNAIL_SIZE,
+    DecodeSlots,
     data_url,
+    fitted_jpeg,
     map_url,
-    upright_jpeg,
     upright_jpeg_of_file,
 )
 from phototagger.web.review import review_suggestions, review_summary, said
@@ -63,6 +65,10 @@ def _library() -> Library:
     return current_app.extensions["phototagger"]["library"]
 
 
+def _decoding() -> DecodeSlots:
+    return current_app.extensions["phototagger"]["decoding"]
+
+
 @blueprint.app_template_global()
 def osm(latitude: float | None, longitude: float | None) -> str | None:
     return map_url(latitude, longitude)
@@ -86,14 +92,19 @@ def api_predict():
     if top_k is None or not 1 <= top_k <= 50:
         abort(400, "top_k must be a whole number from 1 to 50")
     data = upload.read()
+    model = _model()
     try:
-        preview = upright_jpeg(data, PREVIEW_SIZE)
+        with _decoding().held():  # decoded once, small: the model's view and the preview
+            (view, shown), facts = decode_sizes(
+                data,
+                (model.preprocess.resize, PREVIEW_SIZE),
+                max_pixels=current_app.extensions["phototagger"]["upload_pixels"],
+            )
     except ImageError as error:
         abort(422, f"{upload.filename}: {error}")
+    preview = fitted_jpeg(shown, PREVIEW_SIZE)
     with _inference:
-        result = predict_bytes(_model(), data, upload.filename, top_k)
-    if result.error:  # pragma: no cover - the preview decoded it already
-        abort(422, f"{upload.filename}: {result.error}")
+        result = predict_decoded(model, view, facts, data, upload.filename, top_k)
     payload = result.to_dict()
     for entry in payload["landmarks"]:
         entry["map_url"] = map_url(entry["latitude"], entry["longitude"])
@@ -209,7 +220,7 @@ def _image_response(photo_id: int, size: int) -> Response:
         photo, real = _served_photo(session, photo_id)
         version = f"{photo.id}-{photo.content_hash or photo.mtime_ns}-{size}"
     try:
-        jpeg = upright_jpeg_of_file(real, size)
+        jpeg = upright_jpeg_of_file(real, size, _decoding())
     except ImageError as error:
         abort(422, f"cannot show this photo: {error}")
     response = Response(jpeg, mimetype="image/jpeg")

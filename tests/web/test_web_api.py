@@ -24,6 +24,7 @@ from phototagger.predict import predict_bytes
 from phototagger.scan.pipeline import Scanner, ScanOptions
 from phototagger.web import create_app
 from phototagger.web import routes as web_routes
+from phototagger.web.images import DecodeSlots
 from tests.tags.exiftool import exiftool_json, needs_exiftool
 
 from .conftest import jpeg_bytes
@@ -61,6 +62,15 @@ def png_claiming(width: int, height: int) -> bytes:
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
             + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def png_bytes(size: tuple[int, int]) -> bytes:
+    """A real RGBA PNG with structure, half transparent."""
+    image = Image.open(io.BytesIO(jpeg_bytes(size))).convert("RGBA")
+    image.putalpha(Image.linear_gradient("L").resize(size))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return buffer.getvalue()
 
 
 # -- predict -----------------------------------------------------------------------------
@@ -137,6 +147,45 @@ def test_predict_refuses_what_is_not_a_safe_image(client, data, reason):
     assert response.status_code == 422
     assert reason in response.json["error"]
     assert response.json["error"].startswith("bad.png: ")
+
+
+def test_an_upload_past_the_pixel_limit_is_refused_from_its_header(client):
+    """Refused before decoding: a header claiming 64 MP over data for a few pixels says so,
+    where a decoder would have found the data truncated."""
+    response = upload(client, png_claiming(8000, 8000), name="claims.png")
+    assert response.status_code == 422
+    assert response.json == {"error": "claims.png: image too large: 8000x8000 is 64 MP, over "
+                                      "the limit of 50 MP"}
+
+
+def test_an_upload_is_decoded_once_for_its_preview_and_the_model(client, monkeypatch):
+    from phototagger import imaging
+
+    data = png_bytes((2400, 1800))  # no DCT draft: one decode, reduced twice
+    opened = []
+    real_open = imaging.Image.open
+    monkeypatch.setattr(imaging.Image, "open", lambda *a, **k: opened.append(1) or real_open(
+        *a, **k))
+    answer = upload(client, data, name="big.png").json
+    assert len(opened) == 1
+    model = client.application.extensions["phototagger"]["model"]
+    expected = predict_bytes(model, data, "big.png").to_dict()["landmarks"]
+    assert [(e["slug"], e["probability"]) for e in answer["landmarks"]] == [
+        (e["slug"], e["probability"]) for e in expected]  # the scan's input, exactly
+    preview = Image.open(io.BytesIO(base64.b64decode(answer["preview"].split(",", 1)[1])))
+    assert preview.size == (1280, 960)
+
+
+def test_a_decode_that_finds_no_free_slot_in_time_is_told_to_retry(model, library, photos):
+    slots = DecodeSlots(count=1, wait=0)
+    client = create_app(model, library, decoding=slots).test_client()
+    pid = photo_id(library, photos / "photo0.jpg")
+    with slots.held():  # another upload decoding
+        for response in (upload(client, jpeg_bytes()), client.get(f"/photos/{pid}/preview.jpg")):
+            assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+            assert "busy" in (response.json or {}).get("error", response.get_data(as_text=True))
+    assert upload(client, jpeg_bytes()).status_code == 200  # the slot is free again
+    assert client.get(f"/photos/{pid}/preview.jpg").status_code == 200
 
 
 def test_predict_needs_a_file(client):
@@ -419,7 +468,7 @@ def test_unexpected_errors_are_messages_not_tracebacks(client, monkeypatch):
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(web_routes, "model_facts", broken)
-    monkeypatch.setattr(web_routes, "predict_bytes", broken)
+    monkeypatch.setattr(web_routes, "predict_decoded", broken)
     page = client.get("/about")
     assert page.status_code == 500 and page.mimetype == "text/html"
     text = page.get_data(as_text=True)
