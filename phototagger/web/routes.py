@@ -272,7 +272,10 @@ def photo_page(photo_id: int):
 
 def _json_body() -> dict:
     """The request's JSON object; insisting on JSON also keeps plain cross-site forms out."""
-    body = request.get_json(silent=True) if request.is_json else None
+    try:
+        body = request.get_json(silent=True) if request.is_json else None
+    except RecursionError:  # [[[[... a hundred thousand deep: no correction looks like that
+        abort(400, "the JSON is nested too deeply: send a flat object")
     if not isinstance(body, dict):
         abort(415, "send a JSON object with Content-Type: application/json")
     return body

@@ -374,8 +374,21 @@ def test_raw_paths_are_never_served(client, path):
 
 
 def test_an_id_past_64_bits_is_no_photo(client):
-    response = client.post("/api/photos/99999999999999999999999/untag", json={})
-    assert response.status_code == 404 and "no photo" in response.json["error"]
+    huge = "99999999999999999999999"  # past SQLite's integers
+    for response in (client.get(f"/photos/{huge}/thumbnail.jpg"), client.get(f"/photos/{huge}"),
+                     client.post(f"/api/photos/{huge}/tag", json={"landmark": "Colosseum"}),
+                     client.post(f"/api/photos/{huge}/untag", json={})):
+        assert response.status_code == 404
+        text = response.json["error"] if response.is_json else response.get_data(as_text=True)
+        assert f"no photo {huge} in the index" in text
+
+
+def test_deeply_nested_json_is_a_400(client, library, photos):
+    pid = photo_id(library, photos / "photo0.jpg")
+    for url in (f"/api/photos/{pid}/tag", f"/api/photos/{pid}/untag", "/api/review"):
+        response = client.post(url, data="[" * 100_000, content_type="application/json")
+        assert response.status_code == 400, url
+        assert response.json == {"error": "the JSON is nested too deeply: send a flat object"}
 
 
 # -- corrections -------------------------------------------------------------------------
