@@ -28,3 +28,11 @@ class TagWriteError(PhototaggerError):
 class BusyError(PhototaggerError):
     """Work refused for now, not for good: every slot for it stayed taken (the app's 503)."""
 
+
+#: How much of a person's input an error message repeats: enough to recognise it by.
+ECHOED_CHARACTERS = 80
+
+
+def cut(text: str, limit: int = ECHOED_CHARACTERS) -> str:
+    """``text`` as an error message may repeat it: a name of 5 MB is not sent back whole."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

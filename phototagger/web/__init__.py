@@ -95,7 +95,8 @@ def _refuse_foreign_requests(_=None) -> None:
 
 
 def _security_headers(response):
-    """No inline script or style, no framing, no MIME sniffing: cheap defences for a local app."""
+    """No inline script or style, no framing, no MIME sniffing, no embedding by another site:
+    cheap defences for a local app."""
     response.headers.setdefault(
         "Content-Security-Policy",
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -103,6 +104,8 @@ def _security_headers(response):
     )
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    # Another site's page may not even embed the library's photos (<img src=...>).
+    response.headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
     return response
 
 
@@ -114,10 +117,23 @@ def _http_error(error: HTTPException):
     """A message, as JSON for the API and as a page otherwise; never a traceback."""
     message = error.description or error.name
     if error.code == 413:
-        message = f"the upload is too large: the limit is {_size(request.max_content_length or 0)}"
+        message = _too_large()
     if _wants_json():
         return jsonify(error=message), error.code
     return render_template("error.html", title=error.name, message=message), error.code
+
+
+def _too_large() -> str:
+    """What a 413 refused: the body's size, or, within it, a form of too many parts or too
+    long a field (Werkzeug says the same 413 for all three)."""
+    limit = request.max_content_length or 0
+    if request.content_length is None or request.content_length > limit:
+        return f"the upload is too large: the limit is {_size(limit)}"
+    return (
+        f"the form has too many parts or too long a field (at most {request.max_form_parts} "
+        f"parts, {request.max_form_memory_size:,} bytes a field): send one photo, in the "
+        "field 'photo'"
+    )
 
 
 def _size(count: int) -> str:

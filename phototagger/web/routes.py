@@ -19,7 +19,7 @@ from flask import (
 from sqlalchemy.orm import Session
 
 from phototagger.corrections import Outcome, confirm_landmark, remove_landmark
-from phototagger.errors import ConfigError, ImageError, IndexLockedError
+from phototagger.errors import ConfigError, ImageError, IndexLockedError, cut
 from phototagger.filetags import WRITE_MODES
 from phototagger.imaging import decode_sizes
 from phototagger.index import Library
@@ -88,10 +88,10 @@ def api_predict():
     upload = request.files.get("photo")
     if upload is None or not upload.filename:
         abort(400, "choose a photo to upload (form field 'photo')")
-    top_k = request.form.get("top_k", 5, type=int)
-    if top_k is None or not 1 <= top_k <= 50:
+    top_k = request.form.get("top_k", "5").strip()
+    if not (top_k.isdecimal() and 1 <= int(top_k) <= 50):
         abort(400, "top_k must be a whole number from 1 to 50")
-    data = upload.read()
+    name, data = cut(upload.filename), upload.read()
     model = _model()
     try:
         with _decoding().held():  # decoded once, small: the model's view and the preview
@@ -101,10 +101,10 @@ def api_predict():
                 max_pixels=current_app.extensions["phototagger"]["upload_pixels"],
             )
     except ImageError as error:
-        abort(422, f"{upload.filename}: {error}")
+        abort(422, f"{name}: {error}")
     preview = fitted_jpeg(shown, PREVIEW_SIZE)
     with _inference:
-        result = predict_decoded(model, view, facts, data, upload.filename, top_k)
+        result = predict_decoded(model, view, facts, data, name, int(top_k))
     payload = result.to_dict()
     for entry in payload["landmarks"]:
         entry["map_url"] = map_url(entry["latitude"], entry["longitude"])
@@ -206,7 +206,7 @@ def _served_photo(session: Session, photo_id: int) -> tuple[orm.Photo, str]:
     # An id past what the database holds (64 bits) is no photo, not an overflow.
     photo = session.get(orm.Photo, photo_id) if 0 < photo_id < 2**63 else None
     if photo is None:
-        abort(404, f"no photo {photo_id} in the index")
+        abort(404, f"no photo {cut(str(photo_id))} in the index")
     real = os.path.realpath(photo.fs_path)
     if not _library().is_inside_roots(session, real):
         abort(403, "this photo lies outside the scanned folders, so it is not shown")

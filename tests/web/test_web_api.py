@@ -191,9 +191,13 @@ def test_a_decode_that_finds_no_free_slot_in_time_is_told_to_retry(model, librar
 def test_predict_needs_a_file(client):
     response = client.post("/api/predict", data={}, content_type="multipart/form-data")
     assert response.status_code == 400 and "choose a photo" in response.json["error"]
+    for top_k in ("500", "abc", "2.5", "-1", ""):  # never silently 5
+        response = client.post("/api/predict", data={
+            "photo": (io.BytesIO(jpeg_bytes()), "a.jpg"), "top_k": top_k})
+        assert response.status_code == 400 and "top_k" in response.json["error"], top_k
     response = client.post("/api/predict", data={"photo": (io.BytesIO(jpeg_bytes()), "a.jpg"),
-                                                 "top_k": "500"})
-    assert response.status_code == 400 and "top_k" in response.json["error"]
+                                                 "top_k": "3"})
+    assert len(response.json["landmarks"]) == 3
 
 
 def test_upload_limit_is_a_friendly_413(model, library):
@@ -205,6 +209,29 @@ def test_upload_limit_is_a_friendly_413(model, library):
     assert response.json == {"error": "the upload is too large: the limit is 20 kB"}
     page = client.get("/")
     assert b'data-limit="20000"' in page.data
+
+
+def test_a_form_of_too_many_parts_is_not_called_too_large(client):
+    parts = {f"field{index}": "x" for index in range(1200)}
+    response = client.post("/api/predict", data={**parts, "photo": (io.BytesIO(jpeg_bytes()),
+                                                                    "a.jpg")})
+    assert response.status_code == 413
+    assert response.json["error"].startswith("the form has too many parts or too long a field "
+                                             "(at most 1000 parts, 500,000 bytes a field)")
+    assert "25 MB" not in response.json["error"]
+
+
+def test_an_error_repeats_only_the_start_of_a_long_name(client, library, photos):
+    pid = photo_id(library, photos / "photo0.jpg")
+    response = client.post(f"/api/photos/{pid}/tag", json={"landmark": "Atlantis" * 625_000})
+    assert response.status_code == 400
+    assert response.json["error"] == (f"unknown landmark '{'Atlantis' * 9}Atlanti…': see "
+                                      "`phototagger landmarks`")
+    long_name = "holiday-" * 10_000 + ".png"
+    response = upload(client, b"not an image", name=long_name)
+    assert response.status_code == 422
+    assert response.json["error"] == f"{long_name[:79]}…: not an image (unrecognised content)"
+    assert upload(client, jpeg_bytes(), name=long_name).json["source"] == f"{long_name[:79]}…"
 
 
 def test_uploads_stay_in_memory(client, monkeypatch):
@@ -276,7 +303,10 @@ def test_thumbnail_and_preview_are_small_upright_cached_jpegs(client, library, p
     again = client.get(f"/photos/{pid}/thumbnail.jpg",
                        headers={"If-None-Match": response.headers["ETag"]})
     assert again.status_code == 304
-    assert client.get(f"/photos/{pid}/preview.jpg").status_code == 200
+    preview = client.get(f"/photos/{pid}/preview.jpg")
+    assert preview.status_code == 200
+    for image in (response, preview):  # another site's page may not embed them
+        assert image.headers["Cross-Origin-Resource-Policy"] == "same-origin"
 
 
 def test_rotated_photo_thumbnail_is_upright(client, library, photos, model):
@@ -381,6 +411,8 @@ def test_an_id_past_64_bits_is_no_photo(client):
         assert response.status_code == 404
         text = response.json["error"] if response.is_json else response.get_data(as_text=True)
         assert f"no photo {huge} in the index" in text
+    page = client.get(f"/photos/{'9' * 4000}")  # as many digits as Python parses, cut short
+    assert page.status_code == 404 and "9" * 100 not in page.get_data(as_text=True)
 
 
 def test_deeply_nested_json_is_a_400(client, library, photos):
