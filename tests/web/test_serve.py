@@ -1,11 +1,13 @@
 """``phototagger serve`` as a real server process, as a person runs it: what it answers to big
-uploads at once. (Its memory is measured by benchmarks/upload_memory.py, never here.)"""
+uploads at once, and what it logs. (Its memory is measured by benchmarks/upload_memory.py,
+never here.)"""
 
 from __future__ import annotations
 
 import io
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -87,3 +89,21 @@ def test_big_uploads_at_once_are_each_answered(tmp_path, tiny_model_path):
         assert all(status in (200, 503) for status, _ in answers), answers
         assert any(status == 200 for status, _ in answers)
         assert post(url, data, "again.png")[0] == 200  # and it is still there for the next
+
+
+def test_an_unexpected_error_is_logged_with_its_traceback(tmp_path, tiny_model_path):
+    log = tmp_path / "logs" / "serve.log"
+    with serving(tmp_path, tiny_model_path, "--log", str(log)) as (url, stderr):
+        assert urllib.request.urlopen(f"{url}/api/photos").status == 200
+        with sqlite3.connect(tmp_path / "index.sqlite3") as index:  # the index broken under it
+            index.execute("ALTER TABLE photos RENAME TO gone")
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"{url}/api/photos")
+        assert answer.value.code == 500
+        assert answer.value.read() == b'{"error":"something went wrong; the server log has ' \
+            b'details"}\n'
+        for where in (stderr, log):
+            text = where.read_text()
+            assert " ERROR unexpected error on GET /api/photos\nTraceback (most recent call" \
+                   " last):\n" in text, where
+            assert "sqlite3.OperationalError: no such table: photos" in text, where
