@@ -740,26 +740,35 @@ def _print_prediction(result) -> None:
 @model_option
 @db_option
 @click.option(
+    "--allow-host",
+    "allowed",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer to requests for NAME (repeatable); the app answers to its IP addresses,"
+    " localhost and this machine's names, and refuses others (DNS rebinding).",
+)
+@click.option(
     "--log",
     "log_file",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also append the app's log (its errors, with their tracebacks) to FILE.",
 )
-def serve(host, port, model_path, db, log_file) -> None:
+def serve(host, port, model_path, db, allowed, log_file) -> None:
     """A local web app: predict one photo, browse and correct the library."""
     import socket
 
     from werkzeug.serving import run_simple
 
     from phototagger.memory import return_freed_memory
-    from phototagger.web import create_app
+    from phototagger.web import create_app, own_host_names
 
     return_freed_memory()  # an upload's decoded image goes back to the system once answered
     to_stderr = logging.StreamHandler(sys.stderr)  # "the server log has details": here
     to_stderr.setLevel(logging.WARNING)
     to_stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     to_file = _log_file(log_file)
-    app = create_app(model=load_model(model_path), library=open_library(db))
+    app = create_app(model=load_model(model_path), library=open_library(db),
+                     host_names=own_host_names(host, allowed))
     shown = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
     if not host.startswith("unix://"):  # Werkzeug also listens on a Unix socket
         try:  # a port in use is a one-line error, not the server's own message and exit 1

@@ -7,10 +7,21 @@ The routes stay thin and call the same core as the CLI (``predict``, ``correctio
 from __future__ import annotations
 
 import io
+import ipaddress
 import logging
+import socket
+from collections.abc import Iterable
 from urllib.parse import urlsplit
 
-from flask import Flask, Request, jsonify, make_response, render_template, request
+from flask import (
+    Flask,
+    Request,
+    current_app,
+    jsonify,
+    make_response,
+    render_template,
+    request,
+)
 from werkzeug.exceptions import (
     Forbidden,
     HTTPException,
@@ -18,7 +29,7 @@ from werkzeug.exceptions import (
     ServiceUnavailable,
 )
 
-from phototagger.errors import BusyError
+from phototagger.errors import BusyError, cut
 from phototagger.index import Library
 from phototagger.model import LandmarkModel
 from phototagger.web.images import DecodeSlots
@@ -28,7 +39,6 @@ UPLOAD_LIMIT = 25 * 1024 * 1024
 #: Default limit of an upload's pixels, read from its header before anything is decoded: a
 #: file of a few hundred kB can claim 225 MP, which decoded whole takes gigabytes.
 UPLOAD_PIXELS = 50_000_000
-_LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 log = logging.getLogger("phototagger.web")
 
 
@@ -48,9 +58,12 @@ def create_app(
     upload_limit: int = UPLOAD_LIMIT,
     upload_pixels: int = UPLOAD_PIXELS,
     decoding: DecodeSlots | None = None,
+    host_names: Iterable[str] = (),
 ) -> Flask:
     """The app for one model and one index; ``upload_limit`` bounds a request's body in bytes,
-    ``upload_pixels`` an uploaded image's size, ``decoding`` how many images decode at once."""
+    ``upload_pixels`` an uploaded image's size, ``decoding`` how many images decode at once;
+    ``host_names`` are the names it answers to besides localhost and IP addresses
+    (:func:`own_host_names`)."""
     app = Flask(__name__)
     app.request_class = InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = upload_limit
@@ -60,6 +73,7 @@ def create_app(
         "library": library,
         "upload_pixels": upload_pixels,
         "decoding": decoding or DecodeSlots(),
+        "host_names": frozenset({"localhost", *map(_plain_name, host_names)}),
     }
 
     from phototagger.web.routes import blueprint
@@ -73,20 +87,49 @@ def create_app(
     return app
 
 
+def own_host_names(host: str, allowed: Iterable[str] = ()) -> frozenset[str]:
+    """The names a server bound to ``host`` answers to: ``host`` itself when it is a name,
+    this machine's (its host name, fully qualified too) and those ``allowed`` (--allow-host)."""
+    names = {socket.gethostname(), socket.getfqdn(), *allowed}
+    if not _is_address(host):
+        names.add(host)
+    return frozenset(_plain_name(name) for name in names if name)
+
+
+def _plain_name(name: str) -> str:
+    return name.rstrip(".").lower()
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def _host_name(netloc: str) -> str:
-    return urlsplit(f"//{netloc}").hostname or ""
+    try:
+        return urlsplit(f"//{netloc}").hostname or ""
+    except ValueError:  # "[not an address": no name of the app's
+        return ""
 
 
 def _refuse_foreign_requests(_=None) -> None:
-    """Refuse cross-site writes (CSRF) and, on a loopback server, foreign Host names.
+    """Refuse foreign Host names (DNS rebinding) and cross-site writes (CSRF), on any binding.
 
-    A browser sends ``Origin`` (or at least ``Referer``) with every cross-site POST, so a write
-    whose origin is another host is refused. On a server bound to loopback, a Host header that is
-    not a loopback name means DNS rebinding: another site trying to read the library.
+    DNS rebinding points another site's name at this server, so that its pages may read the
+    library: the request then names that site in its Host header. An IP address there cannot
+    be such a name, so any is accepted; a name must be one of the app's own. A browser sends
+    ``Origin`` (or at least ``Referer``) with every cross-site POST, so a write whose origin
+    is another host is refused.
     """
-    bound = request.environ.get("SERVER_NAME", "")
-    if bound in _LOOPBACK and _host_name(request.host) not in _LOOPBACK:
-        raise Forbidden("this app only answers to localhost")
+    host = _plain_name(_host_name(request.host))
+    if not (_is_address(host) or host in current_app.extensions["phototagger"]["host_names"]):
+        raise Forbidden(
+            f"this app does not answer to the name {cut(host)!r}: use its address, or start "
+            "it with `phototagger serve --allow-host NAME`"
+        )
     if request.method in ("GET", "HEAD", "OPTIONS"):
         return
     source = request.headers.get("Origin") or request.headers.get("Referer")

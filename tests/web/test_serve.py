@@ -1,6 +1,6 @@
 """``phototagger serve`` as a real server process, as a person runs it: what it answers to big
-uploads at once, and what it logs. (Its memory is measured by benchmarks/upload_memory.py,
-never here.)"""
+uploads at once, what it logs, which names it answers to. (Its memory is measured by
+benchmarks/upload_memory.py, never here.)"""
 
 from __future__ import annotations
 
@@ -107,3 +107,17 @@ def test_an_unexpected_error_is_logged_with_its_traceback(tmp_path, tiny_model_p
             assert " ERROR unexpected error on GET /api/photos\nTraceback (most recent call" \
                    " last):\n" in text, where
             assert "sqlite3.OperationalError: no such table: photos" in text, where
+
+
+def test_the_server_answers_to_its_own_names_only(tmp_path, tiny_model_path):
+    def status(url: str, host: str) -> int:
+        request = urllib.request.Request(f"{url}/api/photos", headers={"Host": host})
+        try:
+            return urllib.request.urlopen(request).status
+        except urllib.error.HTTPError as error:
+            return error.code
+
+    with serving(tmp_path, tiny_model_path, "--allow-host", "photos.example") as (url, _):
+        for host in (url.split("//")[1], "localhost", socket.gethostname(), "photos.example"):
+            assert status(url, host) == 200, host
+        assert status(url, "evil.example") == 403

@@ -496,13 +496,29 @@ def test_cross_site_writes_are_refused(client, library, photos):
     assert same.status_code == 200
 
 
-def test_dns_rebinding_is_refused_on_a_loopback_server(client):
-    loopback = {"SERVER_NAME": "127.0.0.1"}
-    assert client.get("/", environ_overrides=loopback,
-                      headers={"Host": "127.0.0.1:8000"}).status_code == 200
-    response = client.get("/api/photos", environ_overrides=loopback,
-                          headers={"Host": "evil.example:8000"})
-    assert response.status_code == 403 and "localhost" in response.json["error"]
+@pytest.mark.parametrize("bound", ["127.0.0.1", "0.0.0.0", "192.168.1.20", "::"])
+def test_dns_rebinding_is_refused_on_every_binding(model, library, bound):
+    client = create_app(model, library, host_names=["photos.lan"]).test_client()
+    at = {"SERVER_NAME": bound}
+    for host in ("127.0.0.1:8000", "192.168.1.20:8000", "[::1]:8000", "[fe80::1]", "localhost",
+                 "LOCALHOST.:8000", "photos.lan:8000", "Photos.Lan."):
+        assert client.get("/", environ_overrides=at, headers={"Host": host}).status_code == 200
+    for host in ("evil.example:8000", "photos.lan.evil.example", "localhost.evil.example",
+                 "[not-an-address", "x" * 5000):
+        response = client.get("/api/photos", environ_overrides=at, headers={"Host": host})
+        assert response.status_code == 403, host
+        assert response.json["error"].startswith("this app does not answer to the name")
+        assert len(response.json["error"]) < 200 and "--allow-host NAME" in response.json["error"]
+
+
+def test_the_app_knows_the_names_of_its_machine():
+    import socket
+
+    from phototagger.web import own_host_names
+
+    names = own_host_names("0.0.0.0", ["Photos.Lan."])
+    assert {socket.gethostname().lower(), socket.getfqdn().lower(), "photos.lan"} <= names
+    assert "0.0.0.0" not in names and "nas.local" in own_host_names("nas.local")
 
 
 # -- errors, about, serving ---------------------------------------------------------------
