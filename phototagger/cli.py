@@ -189,6 +189,12 @@ def main() -> None:
 )
 @click.option("--keep-mtime", is_flag=True, help="Keep each tagged file's modification time.")
 @click.option(
+    "--follow-links",
+    is_flag=True,
+    help="Follow symbolic links that lead out of the scanned folders: what they lead to is "
+    "scanned, tagged and served by the app too. Without it such links are not followed.",
+)
+@click.option(
     "--position/--no-position",
     default=True,
     show_default=True,
@@ -219,6 +225,7 @@ def scan(
     excludes,
     wait,
     keep_mtime,
+    follow_links,
     position,
     quiet,
     as_json,
@@ -239,6 +246,7 @@ def scan(
         progress=not quiet and not as_json and sys.stderr.isatty(),
         preserve_mtime=keep_mtime,
         estimate_position=position,
+        follow_links=follow_links,
     )
     with _logging(log_file):
         scanner = Scanner(open_library(db, dry_run), load_model(model_path, device), options)
@@ -378,6 +386,10 @@ def _print_summary(summary, quiet: bool) -> None:
             f"failed {len(summary.failed)} ({summary.seconds:.1f} s, "
             f"{summary.images_per_second:.1f} images/s)"
         )
+        if summary.outside_links:
+            links = "link leads" if summary.outside_links == 1 else "links lead"
+            click.echo(f"{summary.outside_links} {links} out of the scanned folders: not "
+                       "followed (--follow-links follows them)")
         if summary.skipped:
             click.echo(
                 f"{summary.skipped} {'file' if summary.skipped == 1 else 'files'} failed in an "

@@ -24,7 +24,7 @@ from phototagger.filetags import WRITE_MODES
 from phototagger.imaging import decode_sizes
 from phototagger.index import Library
 from phototagger.index import models as orm
-from phototagger.index.store import STATES, recorded_explanation
+from phototagger.index.store import STATES, is_inside, recorded_explanation
 from phototagger.landmarks import Landmark
 from phototagger.model import LandmarkModel
 from phototagger.predict import predict_decoded
@@ -173,7 +173,7 @@ def library_page():
     library = _library()
     with library.session() as session:
         searched = any(filters[key] for key in ("landmark", "country", "city", "min_confidence"))
-        photos = [photo_dict(p) for p in library.find(session, **filters)]
+        photos = [photo_dict(p) for p in _servable(session, library.find(session, **filters))]
         counts = library.landmark_counts(session)
         landmarks = [lm for lm in library.all_landmarks(session) if counts.get(lm.slug)]
     return render_template(
@@ -193,8 +193,19 @@ def api_photos():
     filters = _search_filters()
     library = _library()
     with library.session() as session:
-        photos = [photo_dict(p) for p in library.find(session, **filters)]
-    return jsonify(photos=photos, count=len(photos), truncated=len(photos) == filters["limit"])
+        found = library.find(session, **filters)
+        photos = [photo_dict(p) for p in _servable(session, found)]
+    return jsonify(photos=photos, count=len(photos), truncated=len(found) == filters["limit"])
+
+
+def _servable(session: Session, photos: list[orm.Photo]) -> list[orm.Photo]:
+    """The ``photos`` whose real paths lie in a scanned folder: those _served_photo serves.
+
+    An index from before scans kept to their folders holds photos reached through a link to
+    elsewhere; listed, they would show as images the app refuses.
+    """
+    folders = _library().root_folders(session)
+    return [photo for photo in photos if is_inside(os.path.realpath(photo.fs_path), folders)]
 
 
 def _served_photo(session: Session, photo_id: int) -> tuple[orm.Photo, str]:
@@ -333,7 +344,8 @@ def review_page():
         landmarks = {lm.slug: lm for lm in library.all_landmarks(session)}
         photos = [
             {**photo_dict(photo), "why": recorded_explanation(photo, landmarks)}
-            for photo in library.find(session, state="suggested", limit=SEARCH_LIMIT)
+            for photo in _servable(
+                session, library.find(session, state="suggested", limit=SEARCH_LIMIT))
         ]
     return render_template("review.html", photos=photos, limit=SEARCH_LIMIT)
 

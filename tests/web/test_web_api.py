@@ -379,6 +379,28 @@ def test_a_symlink_out_of_the_roots_is_refused(client, library, photos, tmp_path
     assert_refused(client, pid, 403)
 
 
+def test_the_library_lists_only_what_it_serves(client, review_client, library, review_library,
+                                              photos, tmp_path):
+    """An older scan indexed photos through a folder link to elsewhere: not listed, since
+    their images are refused."""
+    os.symlink(tmp_path / "outside", photos / "elsewhere")
+    for app_client, index in ((client, library), (review_client, review_library)):
+        pid = add_row(index, str(photos / "elsewhere" / "secret.jpg"))
+        with index.session() as session:
+            session.get(orm.Photo, pid).suggested_slug = "colosseum"
+            session.commit()
+        assert_refused(app_client, pid, 403)
+        for state in ("tagged", "all"):
+            listed = app_client.get("/api/photos", query_string={"state": state}).json
+            assert pid not in [photo["id"] for photo in listed["photos"]], state
+            page = app_client.get("/library", query_string={"state": state}).get_data(
+                as_text=True)
+            assert f"/photos/{pid}/thumbnail.jpg" not in page
+        assert app_client.get("/api/photos", query_string={"state": "all"}).json["count"] == 4
+    review = review_client.get("/review").get_data(as_text=True)
+    assert review.count('class="review-item"') == 4
+
+
 def test_a_root_scanned_through_a_symlink_is_served(tmp_path, model):
     real = tmp_path / "real"
     real.mkdir()
