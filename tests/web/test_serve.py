@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from .test_web_api import png_claiming
+from .conftest import png_claiming
 
 
 def free_port() -> int:

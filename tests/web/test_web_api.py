@@ -5,8 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import piexif
@@ -27,7 +25,7 @@ from phototagger.web import routes as web_routes
 from phototagger.web.images import DecodeSlots
 from tests.tags.exiftool import exiftool_json, needs_exiftool
 
-from .conftest import jpeg_bytes
+from .conftest import jpeg_bytes, png_bytes, png_claiming
 
 
 def upload(client, data: bytes, name: str = "holiday.jpg", **headers):
@@ -52,25 +50,6 @@ def add_row(library, path: str) -> int:
         session.add(photo)
         session.commit()
         return photo.id
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims ``width`` x ``height`` pixels: a decompression bomb."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(
-            ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
-
-
-def png_bytes(size: tuple[int, int]) -> bytes:
-    """A real RGBA PNG with structure, half transparent."""
-    image = Image.open(io.BytesIO(jpeg_bytes(size))).convert("RGBA")
-    image.putalpha(Image.linear_gradient("L").resize(size))
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 # -- predict -----------------------------------------------------------------------------
