@@ -45,9 +45,9 @@ from PIL import Image, ImageOps
 from phototagger import config
 from phototagger.index import Library
 from phototagger.index import tables as orm
+from phototagger.memory import retain_freed_memory
 from phototagger.model import LandmarkModel
 from phototagger.scan.dataset import make_loader
-from phototagger.scan.memory import retain_freed_memory
 from phototagger.scan.pipeline import Scanner, ScanOptions
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "landmarks" / "train"

@@ -283,6 +283,12 @@ def _defaults_from_file(ctx: click.Context, path: Path) -> dict:
     help="Seconds to wait for another scan of the same index to finish.",
 )
 @click.option("--keep-mtime", is_flag=True, help="Keep each tagged file's modification time.")
+@click.option(
+    "--follow-links",
+    is_flag=True,
+    help="Follow symbolic links that lead out of the scanned folders: what they lead to is "
+    "scanned, tagged and served by the app too. Without it such links are not followed.",
+)
 @position_option
 @click.option(
     "-q", "--quiet", is_flag=True, help="Print nothing unless something failed (or --json)."
@@ -308,6 +314,7 @@ def scan(
     excludes,
     wait,
     keep_mtime,
+    follow_links,
     position,
     quiet,
     as_json,
@@ -328,6 +335,7 @@ def scan(
         progress=not quiet and not as_json and sys.stderr.isatty(),
         preserve_mtime=keep_mtime,
         estimate_position=position,
+        follow_links=follow_links,
     )
     with _logging(log_file):
         scanner = Scanner(open_library(db, dry_run), load_model(model_path, device), options)
@@ -391,32 +399,46 @@ def _logging(log_file: Path | None) -> Iterator[None]:
     to_stderr.setLevel(logging.WARNING)
     to_stderr.setFormatter(logging.Formatter("warning: %(message)s"))
     to_stderr.addFilter(lambda record: record.name != failures_log.name)
-    handlers: list[logging.Handler] = [to_stderr]
-    to_file: logging.Handler | None = None
-    if log_file is not None:
+    to_file = _log_file(log_file)
+    with _logged_to(to_stderr, to_file):
         try:
-            log_file.parent.mkdir(parents=True, exist_ok=True)
-            to_file = logging.FileHandler(log_file, encoding="utf-8", errors="backslashreplace")
-        except OSError as error:
-            message = f"cannot write the log {log_file}: {error.strerror or error}"
-            raise ConfigError(message) from None
-        to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        handlers.append(to_file)
+            yield
+        except (PhototaggerError, SQLAlchemyError) as error:
+            # The night's log must say why there was no scan (the index locked, a full disk);
+            # stderr gets the one-line error from Command.
+            if to_file is not None:
+                logger = logging.getLogger("phototagger")
+                to_file.handle(logger.makeRecord(
+                    logger.name, logging.ERROR, __file__, 0, "scan stopped: %s", (error,), None))
+            raise
+
+
+def _log_file(log_file: Path | None) -> logging.Handler | None:
+    """A handler appending to ``log_file`` (its folder made if need be), or None."""
+    if log_file is None:
+        return None
+    try:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        to_file = logging.FileHandler(log_file, encoding="utf-8", errors="backslashreplace")
+    except OSError as error:
+        raise ConfigError(f"cannot write the log {log_file}: {error.strerror or error}") from None
+    to_file.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    return to_file
+
+
+@contextlib.contextmanager
+def _logged_to(*handlers: logging.Handler | None) -> Iterator[None]:
+    """phototagger's log records, from INFO up, go to ``handlers`` while the block runs;
+    closed after it."""
     logger = logging.getLogger("phototagger")
     logger.setLevel(logging.INFO)
-    for handler in handlers:
+    attached = [handler for handler in handlers if handler is not None]
+    for handler in attached:
         logger.addHandler(handler)
     try:
         yield
-    except (PhototaggerError, SQLAlchemyError) as error:
-        # The night's log must say why there was no scan (the index locked, a full disk);
-        # stderr gets the one-line error from Command.
-        if to_file is not None:
-            to_file.handle(logger.makeRecord(
-                logger.name, logging.ERROR, __file__, 0, "scan stopped: %s", (error,), None))
-        raise
     finally:
-        for handler in handlers:
+        for handler in attached:
             logger.removeHandler(handler)
             handler.close()
 
@@ -456,6 +478,10 @@ def _print_summary(summary, quiet: bool) -> None:
             f"failed {len(summary.failed)} ({summary.seconds:.1f} s, "
             f"{summary.images_per_second:.1f} images/s)"
         )
+        if summary.outside_links:
+            links = "link leads" if summary.outside_links == 1 else "links lead"
+            click.echo(f"{summary.outside_links} {links} out of the scanned folders: not "
+                       "followed (--follow-links follows them)")
         if summary.skipped:
             click.echo(
                 f"{summary.skipped} {'file' if summary.skipped == 1 else 'files'} failed in an "
@@ -890,16 +916,36 @@ def _print_prediction(result) -> None:
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @model_option
 @db_option
-def serve(host, port, model_path, db) -> None:
+@click.option(
+    "--allow-host",
+    "allowed",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer to requests for NAME (repeatable); the app answers to its IP addresses,"
+    " localhost and this machine's names, and refuses others (DNS rebinding).",
+)
+@click.option(
+    "--log",
+    "log_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also append the app's log (its errors, with their tracebacks) to FILE.",
+)
+def serve(host, port, model_path, db, allowed, log_file) -> None:
     """A local web app: predict one photo, browse and correct the library."""
-    import logging
     import socket
 
     from werkzeug.serving import run_simple
 
-    from phototagger.web import create_app
+    from phototagger.memory import return_freed_memory
+    from phototagger.web import create_app, own_host_names
 
-    app = create_app(model=load_model(model_path), library=open_library(db))
+    return_freed_memory()  # an upload's decoded image goes back to the system once answered
+    to_stderr = logging.StreamHandler(sys.stderr)  # "the server log has details": here
+    to_stderr.setLevel(logging.WARNING)
+    to_stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    to_file = _log_file(log_file)
+    app = create_app(model=load_model(model_path), library=open_library(db),
+                     host_names=own_host_names(host, allowed))
     shown = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
     if not host.startswith("unix://"):  # Werkzeug also listens on a Unix socket
         try:  # a port in use is a one-line error, not the server's own message and exit 1
@@ -915,7 +961,8 @@ def serve(host, port, model_path, db) -> None:
     # noise here: it says only what goes wrong.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     click.echo(f"phototagger app: http://{shown}:{port}/ (Ctrl-C stops it)")
-    run_simple(host, port, app, threaded=True)
+    with _logged_to(to_stderr, to_file):
+        run_simple(host, port, app, threaded=True)
 
 
 def _setting_options() -> list[click.Parameter]:

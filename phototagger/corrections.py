@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from phototagger import tags
-from phototagger.errors import ConfigError, ImageError, PhototaggerError
+from phototagger.errors import ConfigError, ImageError, PhototaggerError, cut
 from phototagger.filetags import remove_photo_tags, restat, write_photo_tags
 from phototagger.imaging import file_format
 from phototagger.index import Library
@@ -34,19 +34,23 @@ class Outcome:
     message: str
 
 
+#: Far longer than any landmark's name or alias: a longer name is not even looked for.
+LONGEST_NAME = 200
+
+
 def resolve_landmark(library: Library, session: Session, name: str) -> Landmark:
     """The one known landmark ``name`` designates, or a ConfigError that lists the choices."""
     known = library.all_landmarks(session)
-    found = match(known, name)
+    found = match(known, name) if len(name) <= LONGEST_NAME else []
     exact = [lm for lm in found if fold(name) in (fold(lm.name), fold(lm.slug))]
     if len(exact) == 1 or len(found) == 1:
         return (exact or found)[0]
     if not found:
         raise UnknownLandmarkError(
-            f"unknown landmark {name!r}: see `phototagger landmarks`, or give its place "
+            f"unknown landmark {cut(name)!r}: see `phototagger landmarks`, or give its place "
             "(--city, --country, --lat, --lon) to name a new one")
     choices = ", ".join(lm.name for lm in found[:8])
-    raise ConfigError(f"{name!r} matches several landmarks ({choices}): be more precise")
+    raise ConfigError(f"{cut(name)!r} matches several landmarks ({choices}): be more precise")
 
 
 def confirm_landmark(

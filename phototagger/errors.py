@@ -23,3 +23,16 @@ class ImageError(PhototaggerError):
 
 class TagWriteError(PhototaggerError):
     """A metadata write that was refused or failed verification; the original is untouched."""
+
+
+class BusyError(PhototaggerError):
+    """Work refused for now, not for good: every slot for it stayed taken (the app's 503)."""
+
+
+#: How much of a person's input an error message repeats: enough to recognise it by.
+ECHOED_CHARACTERS = 80
+
+
+def cut(text: str, limit: int = ECHOED_CHARACTERS) -> str:
+    """``text`` as an error message may repeat it: a name of 5 MB is not sent back whole."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -11,13 +11,14 @@ import io
 import os
 import struct
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from phototagger.errors import ConfigError, ImageError
 
@@ -151,11 +152,31 @@ def open_image(path: str | Path, min_side: int | None = None) -> tuple[Image.Ima
     return decode(read_file(path), min_side)
 
 
-def decode(data: bytes, min_side: int | None = None) -> tuple[Image.Image, ImageFacts]:
+def decode(
+    data: bytes, min_side: int | None = None, *, max_pixels: int = MAX_PIXELS
+) -> tuple[Image.Image, ImageFacts]:
     """Decode ``data`` upright and in RGB, refusing what is not an image or too big to be safe.
 
-    With ``min_side``, a JPEG is downscaled in the DCT domain (Pillow's ``draft``) to the
-    smallest size whose both sides are still at least ``min_side``: six times faster on 12 MP.
+    With ``min_side``, the image is made small while it is decoded: a JPEG in the DCT domain
+    (Pillow's ``draft``) to the smallest size whose both sides are still at least
+    ``min_side`` (six times faster on 12 MP), any other format by a whole factor as soon as
+    it is loaded, keeping at least twice ``min_side`` (what :func:`resized` would reduce it
+    by anyway), so the copies that follow (orientation, RGB) stay small. ``max_pixels``
+    refuses larger images from their header, before anything is decoded.
+    """
+    [image], facts = decode_sizes(data, (min_side,), max_pixels=max_pixels)
+    return image, facts
+
+
+def decode_sizes(
+    data: bytes, sides: Sequence[int | None], *, max_pixels: int = MAX_PIXELS
+) -> tuple[list[Image.Image], ImageFacts]:
+    """``data`` decoded for each ``min_side`` in ``sides``, each as :func:`decode` gives it.
+
+    The file is decoded once: a format without a DCT-domain draft is reduced for every side
+    from the one decoded image. A JPEG is decoded once per side, each at its own DCT scale (a
+    fraction of the pixels, and exactly what ``decode`` gives, so the app's prediction is the
+    scan's).
     """
     kind = image_format(data)
     with warnings.catch_warnings():
@@ -163,18 +184,29 @@ def decode(data: bytes, min_side: int | None = None) -> tuple[Image.Image, Image
         # --quiet must stay silent. A decompression bomb's warning becomes an error.
         warnings.simplefilter("ignore", UserWarning)
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        return _decode(data, kind, min_side)
+        if kind != "jpeg" or len(sides) == 1:
+            return _decode(data, kind, sides, max_pixels)
+        decoded = [_decode(data, kind, (side,), max_pixels) for side in sides]
+    return [images[0] for images, _ in decoded], decoded[0][1]
 
 
-def _decode(data: bytes, kind: str, min_side: int | None) -> tuple[Image.Image, ImageFacts]:
+def _decode(
+    data: bytes, kind: str, sides: Sequence[int | None], max_pixels: int
+) -> tuple[list[Image.Image], ImageFacts]:
     width = height = 0
     try:
         image = Image.open(io.BytesIO(data))
         width, height = image.size
+        if width * height > max_pixels:
+            raise ImageError(
+                f"image too large: {width}x{height} is {width * height / 1e6:.0f} MP, "
+                f"over the limit of {max_pixels / 1e6:.0f} MP"
+            )
         exif = image.getexif()
-        if min_side and kind == "jpeg":
-            image.draft("RGB", (min_side, min_side))
+        if kind == "jpeg" and sides[0]:  # one side for a JPEG (decode_sizes)
+            image.draft("RGB", (sides[0], sides[0]))
         image.load()
+        images = [_reduced(image, side) for side in sides]
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise ImageError(_TOO_LARGE) from None
     except UnidentifiedImageError:
@@ -186,15 +218,49 @@ def _decode(data: bytes, kind: str, min_side: int | None) -> tuple[Image.Image, 
         raise ImageError(f"corrupt {kind} file: {message}") from None
     except MemoryError:
         raise ImageError(f"image too large to decode: {width}x{height} pixels") from None
-    try:
-        image = ImageOps.exif_transpose(image)
-    except Exception:  # broken orientation data: keep the pixels as stored
-        pass
-    if image.mode != "RGB":
-        image = _to_rgb(image)
+    except ImageError:
+        raise
+    except Exception as error:  # a decoder plugin may raise anything on hostile input
+        raise _undecodable(error) from None
+    del image  # the whole decoded image, when it was reduced: freed before the copies below
     if exif.get(0x0112) in (5, 6, 7, 8):
         width, height = height, width
-    return image, ImageFacts(kind, width, height, _taken_at(exif))
+    return [_upright_rgb(image, exif) for image in images], ImageFacts(
+        kind, width, height, _taken_at(exif)
+    )
+
+
+#: Modes Pillow's ``reduce`` averages correctly (a palette's indices must not be averaged).
+_REDUCIBLE = frozenset({"L", "LA", "RGB", "RGBA", "CMYK"})
+
+
+def _reduced(image: Image.Image, min_side: int | None) -> Image.Image:
+    """``image`` reduced by the whole factor that keeps its short side at least twice
+    ``min_side`` (itself when there is none)."""
+    factor = min(image.size) // (2 * min_side) if min_side else 0
+    if factor <= 1:
+        return image
+    if image.mode not in _REDUCIBLE:
+        image = _to_rgb(image)
+    return image.reduce(factor)
+
+
+#: EXIF orientation -> the turn that makes the pixels upright (as ImageOps.exif_transpose).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE, 8: Image.Transpose.ROTATE_90,
+}
+
+
+def _upright_rgb(image: Image.Image, exif: Image.Exif) -> Image.Image:
+    """``image`` turned as the file's EXIF says, in RGB; the orientation comes from ``exif``,
+    the file's, since a reduced copy carries none. Broken orientation data: left as stored."""
+    orientation = exif.get(0x0112)
+    turn = _UPRIGHT.get(orientation) if isinstance(orientation, int) else None
+    if turn is not None:
+        image = image.transpose(turn)
+    return image if image.mode == "RGB" else _to_rgb(image)
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -307,12 +373,24 @@ def prepare(data: bytes, spec: PreprocessSpec) -> tuple[torch.Tensor, ImageFacts
     """
     try:
         image, facts = decode(data, min_side=spec.resize)
-        crop = centre_crop(resized(image, spec.resize), spec.input_size)
-        return normalised(crop, spec), dataclasses.replace(facts, detail=detail(crop))
+        return prepared(image, facts, spec)
     except ImageError:
         raise
     except Exception as error:
-        raise ImageError(f"cannot decode: {type(error).__name__}: {error}") from None
+        raise _undecodable(error) from None
+
+
+def _undecodable(error: Exception) -> ImageError:
+    return ImageError(f"cannot decode: {type(error).__name__}: {error}")
+
+
+def prepared(
+    image: Image.Image, facts: ImageFacts, spec: PreprocessSpec
+) -> tuple[torch.Tensor, ImageFacts]:
+    """The model's input from ``image`` as ``decode(data, min_side=spec.resize)`` gave it,
+    and its facts with the detail the model's view has."""
+    crop = centre_crop(resized(image, spec.resize), spec.input_size)
+    return normalised(crop, spec), dataclasses.replace(facts, detail=detail(crop))
 
 
 def load_input(path: str | Path, spec: PreprocessSpec) -> tuple[torch.Tensor, ImageFacts]:

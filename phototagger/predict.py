@@ -11,11 +11,14 @@ from typing import TYPE_CHECKING
 
 from phototagger.decision import Decision, Evidence, Facts, Policy, decide
 from phototagger.errors import ImageError
-from phototagger.imaging import prepare, read_file
+from phototagger.imaging import ImageFacts, prepare, prepared, read_file
 from phototagger.model import LandmarkModel
 from phototagger.tags import read_camera_gps
 
 if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
     from phototagger.vocabulary import Vocabulary
 
 
@@ -77,12 +80,38 @@ def predict_bytes(
     """Predict from an image's bytes; a bad image gives an ``error``, not an exception.
 
     ``vocabulary``: the landmarks an index learned, weighed as a scan of it would."""
-    result = ImagePrediction(source, Policy.of(model))
     try:
         tensor, facts = prepare(data, model.preprocess)
     except ImageError as error:
-        result.error = str(error)
-        return result
+        return ImagePrediction(source, Policy.of(model), error=str(error))
+    return _predicted(model, tensor, facts, data, source, top_k, vocabulary)
+
+
+def predict_decoded(
+    model: LandmarkModel,
+    image: Image.Image,
+    facts: ImageFacts,
+    data: bytes,
+    source: str,
+    top_k: int = 5,
+    vocabulary: Vocabulary | None = None,
+) -> ImagePrediction:
+    """As :func:`predict_bytes`, from ``image`` as ``decode(data, min_side=resize)`` (or
+    ``decode_sizes``) gave it: the app decodes an upload once, for its preview and this."""
+    tensor, facts = prepared(image, facts, model.preprocess)
+    return _predicted(model, tensor, facts, data, source, top_k, vocabulary)
+
+
+def _predicted(
+    model: LandmarkModel,
+    tensor: torch.Tensor,
+    facts: ImageFacts,
+    data: bytes,
+    source: str,
+    top_k: int,
+    vocabulary: Vocabulary | None,
+) -> ImagePrediction:
+    result = ImagePrediction(source, Policy.of(model))
     result.camera_gps = read_camera_gps(source, data)
     scores = model.scores(tensor.unsqueeze(0))
     ranked = model.ranked(scores, top_k)

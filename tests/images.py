@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import struct
+import zlib
 from pathlib import Path
 
 import piexif
@@ -90,4 +91,23 @@ def jpeg_bytes(size: tuple[int, int] = (320, 240), seed: int = 0, orientation: i
         exif[0x0112] = orientation
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=85, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims ``width`` x ``height`` pixels: a decompression bomb."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(
+            ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def png_bytes(size: tuple[int, int]) -> bytes:
+    """A real RGBA PNG with structure, half transparent."""
+    image = Image.open(io.BytesIO(jpeg_bytes(size))).convert("RGBA")
+    image.putalpha(Image.linear_gradient("L").resize(size))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
     return buffer.getvalue()

@@ -77,6 +77,21 @@ def test_quiet_cron_run_prints_nothing_and_json_summary(env):
     assert (code, summary["unchanged"], summary["failed"]) == (0, 2, [])
 
 
+def test_a_scan_says_which_links_it_did_not_follow(env):
+    write_jpeg(env["tmp"] / "card" / "c.jpg", seed=3)
+    os.symlink(env["tmp"] / "card", env["root"] / "phone")
+    code, out, err = run("scan", env["root"], "--model", env["model"], "--workers", 0)
+    assert (code, err) == (0, "")
+    assert "found 2 photos" in out
+    assert "1 link leads out of the scanned folders: not followed (--follow-links follows them)" \
+        in out.splitlines()
+    code, out, _ = run("scan", env["root"], "--model", env["model"], "--workers", 0, "--quiet")
+    assert (code, out) == (0, "")  # nothing for cron to mail
+    code, out, _ = run("scan", env["root"], "--model", env["model"], "--workers", 0,
+                       "--follow-links")
+    assert "found 3 photos: 1 new" in out and "link" not in out
+
+
 def test_json_summary_still_names_failures_on_stderr(env):
     (env["root"] / "empty.jpg").write_bytes(b"")
     code, out, err = run("scan", env["root"], "--model", env["model"], "--workers", 0, "--json")

@@ -83,3 +83,66 @@ def test_detail_tells_a_picture_from_a_featureless_image():
     assert measured(smooth) < MIN_DETAIL  # steps of a level or two: nothing to recognise
     assert measured(picture(seed=3)) > 10 * MIN_DETAIL  # bands and a disc
     assert is_featureless(0.0) and not is_featureless(None)  # None: never measured
+
+
+def encoded(image: Image.Image, fmt: str, **options) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def test_a_png_is_reduced_as_it_is_decoded_and_feeds_the_model_the_same():
+    from phototagger.imaging import decode, prepare
+
+    image = smooth(3000, 2000)
+    data = encoded(image, "PNG")
+    small, facts = decode(data, min_side=SPEC.resize)
+    assert small.size == (1000, 667) and (facts.width, facts.height) == (3000, 2000)
+    assert torch.equal(prepare(data, SPEC)[0], to_input(image, SPEC))
+
+
+def test_a_reduced_photo_is_turned_upright_by_its_own_exif():
+    from phototagger.imaging import decode
+
+    image = smooth(3000, 2000)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the camera was turned: the photo is a portrait
+    small, facts = decode(encoded(image, "PNG", exif=exif.tobytes()), min_side=SPEC.resize)
+    expected = image.transpose(Image.Transpose.ROTATE_270).reduce(3)
+    assert small.size == expected.size == (667, 1000) and (facts.width, facts.height) == (
+        2000, 3000)
+    assert np.abs(np.asarray(small, np.int16) - np.asarray(expected, np.int16)).max() <= 1
+
+
+def test_a_palette_image_is_reduced_by_its_colours_not_its_indices():
+    from phototagger.imaging import decode
+
+    stripes = Image.new("P", (2048, 2048))
+    stripes.putpalette([255, 0, 0, 0, 0, 255] + [0] * 762)
+    stripes.putdata([x % 2 for _ in range(2048) for x in range(2048)])  # red, blue, red...
+    small, _ = decode(encoded(stripes, "PNG"), min_side=256)
+    assert small.size == (512, 512)
+    assert small.getpixel((10, 10)) == (128, 0, 128)  # their mean, not index 0.5 of a palette
+
+
+def test_decode_sizes_gives_each_size_as_decode_would():
+    from phototagger.imaging import decode, decode_sizes
+
+    for data in (encoded(noise(2400, 1600), "JPEG", quality=90), encoded(noise(2400, 1600), "PNG")):
+        images, _ = decode_sizes(data, (256, 1280))
+        for side, image in zip((256, 1280), images, strict=True):
+            alone, _ = decode(data, min_side=side)
+            assert image.size == alone.size and image.tobytes() == alone.tobytes()
+
+
+def test_an_image_past_a_pixel_limit_is_refused_before_it_is_decoded():
+    from phototagger.errors import ImageError
+    from phototagger.imaging import decode
+
+    data = encoded(noise(300, 200), "PNG")[:200]  # the header, and data for a few rows only
+    with pytest.raises(ImageError, match="^image too large: 300x200 is 0 MP, over the limit"):
+        decode(data, max_pixels=50_000)
+    with pytest.raises(ImageError, match="truncated png"):
+        decode(data)

@@ -137,7 +137,7 @@ def test_a_linked_folder_inside_the_library_keeps_its_name(library, model, tmp_p
     write_jpeg(card / "IMG_0.jpg", seed=0)
     root.mkdir()
     os.symlink(card, root / "phone")
-    scan(library, model, root, threshold=0.0)
+    scan(library, model, root, threshold=0.0, follow_links=True)
     photo = root / "phone" / "IMG_0.jpg"
     assert list(photos(library)) == ["IMG_0.jpg"]
     assert remove_landmark(library, [photo])[0].ok
@@ -146,6 +146,37 @@ def test_a_linked_folder_inside_the_library_keeps_its_name(library, model, tmp_p
     assert photos(library)["IMG_0.jpg"].tag_state == "removed"
     with library.session() as session:
         assert library.indexed_path(session, photo) == str(photo)  # as the walk names it
+
+
+def test_a_scan_writes_only_inside_its_folders_unless_told_to_follow_links(
+    library, model, tmp_path
+):
+    root, elsewhere = tmp_path / "Pictures", tmp_path / "elsewhere"
+    write_jpeg(root / "inside" / "IMG_0.jpg", seed=0)
+    write_jpeg(elsewhere / "trip" / "IMG_1.jpg", seed=1)
+    write_jpeg(elsewhere / "IMG_2.jpg", seed=2)
+    os.symlink(root / "inside", root / "again")  # inside the library: followed, found once
+    os.symlink(elsewhere / "trip", root / "trip")
+    os.symlink(elsewhere / "IMG_2.jpg", root / "IMG_2.jpg")
+
+    def files():  # every file there, sidecars included
+        return {path: path.read_bytes() for path in elsewhere.rglob("*") if path.is_file()}
+
+    before = files()
+    summary = scan(library, model, root, threshold=0.0, write="sidecar")
+    assert (summary.found, summary.tagged, summary.outside_links) == (1, 1, 2)
+    assert list(photos(library)) == ["IMG_0.jpg"]
+    assert files() == before  # not a byte written there
+    assert (root / "inside" / "IMG_0.jpg.xmp").is_file()
+
+    summary = scan(library, model, root, threshold=0.0, write="sidecar", follow_links=True)
+    assert (summary.new, summary.tagged, summary.outside_links) == (2, 2, 0)
+    assert (elsewhere / "trip" / "IMG_1.jpg.xmp").is_file()
+    with library.session() as session:  # what they lead to is library now: the app serves it
+        for path in (elsewhere / "trip" / "IMG_1.jpg", elsewhere / "IMG_2.jpg"):
+            assert library.is_inside_roots(session, path)
+        assert not library.is_inside_roots(session, elsewhere / "other.jpg")
+    assert scan(library, model, root).outside_links == 0  # and stays so
 
 
 def test_an_index_that_knows_a_library_by_a_link_keeps_that_name(library, model, tmp_path):

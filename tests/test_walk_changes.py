@@ -7,7 +7,7 @@ from images import write_image, write_jpeg
 from phototagger.hashing import content_hash, file_hash
 from phototagger.index import KnownPhoto
 from phototagger.scan.changes import plan_changes
-from phototagger.scan.walk import AbandonedTemp, FoundFile, WalkProblem, walk
+from phototagger.scan.walk import AbandonedTemp, FoundFile, OutsideLink, WalkProblem, walk
 
 
 def found_paths(root: Path, **kwargs) -> list[str]:
@@ -33,6 +33,33 @@ def test_walk_skips_hidden_and_excluded_and_reports_loops(tmp_path):
     assert problems == [
         ("sub/loop", f"symbolic link loop: leads back to {tmp_path}, not followed")
     ]
+
+
+def test_links_out_of_the_library_are_reported_and_followed_only_when_asked(tmp_path):
+    root, other = tmp_path / "Pictures", tmp_path / "other"
+    write_jpeg(root / "a.jpg")
+    write_jpeg(other / "b.jpg", seed=1)
+    write_jpeg(tmp_path / "Pictures-old" / "c.jpg", seed=2)  # a name that starts like the root's
+    write_jpeg(tmp_path / "scanned-before" / "d.jpg", seed=3)
+    os.symlink(other, root / "to-other")
+    os.symlink(other / "b.jpg", root / "b.jpg")
+    os.symlink(tmp_path / "Pictures-old", root / "old")
+    os.symlink(tmp_path / "scanned-before", root / "before")
+    os.symlink(tmp_path / "nowhere", root / "broken.jpg")
+    library = [str(tmp_path / "scanned-before")]  # a folder the index holds already
+    items = list(walk([root], library=library))
+    found = sorted(os.path.relpath(i.path, root) for i in items if isinstance(i, FoundFile))
+    assert found == ["a.jpg", "before/d.jpg"]
+    outside = [(os.path.relpath(i.path, root), i.target, i.followed) for i in items
+               if isinstance(i, OutsideLink)]
+    assert outside == [("b.jpg", str(other / "b.jpg"), False),
+                       ("old", str(tmp_path / "Pictures-old"), False),
+                       ("to-other", str(other), False)]
+    assert [i.reason for i in items if isinstance(i, WalkProblem)] == ["broken symbolic link"]
+    followed = list(walk([root], library=library, follow_links=True))
+    assert sorted(os.path.relpath(i.path, root) for i in followed
+                  if isinstance(i, FoundFile)) == ["a.jpg", "b.jpg", "before/d.jpg", "old/c.jpg"]
+    assert all(i.followed for i in followed if isinstance(i, OutsideLink))
 
 
 def test_walk_names_only_old_temporary_copies_of_photos_and_sidecars(tmp_path):

@@ -465,13 +465,19 @@ class Library:
 
     def is_inside_roots(self, session: Session, path: str | os.PathLike) -> bool:
         """Whether ``path`` (already resolved) lies inside a folder that was scanned."""
-        text = path_key(path)[0]
-        for root in session.scalars(select(orm.Root.path)):
-            # A root scanned through a symbolic link holds photos under its real path too.
-            for folder in {root, path_key(os.path.realpath(root))[0]}:
-                if text == folder or text.startswith(folder.rstrip("/") + "/"):
-                    return True
-        return False
+        return is_inside(path, self.root_folders(session))
+
+    def root_folders(self, session: Session) -> set[str]:
+        """The folders scanned into this index, as recorded and by their real paths: a root
+        scanned through a symbolic link holds photos under its real path too."""
+        roots = set(session.scalars(select(orm.Root.path)))
+        return roots | {path_key(os.path.realpath(root))[0] for root in roots}
+
+
+def is_inside(path: str | os.PathLike, folders: Iterable[str]) -> bool:
+    """Whether ``path`` is one of ``folders`` or lies inside one (paths compared as written)."""
+    text = path_key(path)[0]
+    return any(text == folder or text.startswith(folder.rstrip("/") + "/") for folder in folders)
 
 
 def recorded_explanation(photo: orm.Photo, landmarks: dict[str, gazetteer.Landmark]) -> str | None:

@@ -15,7 +15,14 @@ from phototagger.hashing import algorithm_of, file_hash
 from phototagger.imaging import sniff_format
 from phototagger.index import KnownPhoto
 from phototagger.index.store import TagRule
-from phototagger.scan.walk import AbandonedTemp, FoundFile, WalkProblem, has_image_extension
+from phototagger.scan.walk import (
+    AbandonedTemp,
+    Found,
+    FoundFile,
+    OutsideLink,
+    WalkProblem,
+    has_image_extension,
+)
 
 
 @dataclass(frozen=True)
@@ -49,6 +56,8 @@ class Plan:
     problems: list[WalkProblem] = field(default_factory=list)
     #: Temporary copies killed writes left beside photos: to delete.
     abandoned: list[str] = field(default_factory=list)
+    #: Links that lead out of the library's folders (followed or not, as the walk was told).
+    outside: list[OutsideLink] = field(default_factory=list)
 
     def count(self, reason: str) -> int:
         return sum(1 for item in self.work if item.reason == reason)
@@ -83,7 +92,7 @@ def looks_like_image(path: str) -> bool:
 
 
 def plan_changes(
-    found: Iterable[FoundFile | WalkProblem | AbandonedTemp],
+    found: Iterable[Found],
     known: Mapping[str, KnownPhoto],
     force: bool = False,
     wants_tag: TagRule | None = None,
@@ -101,6 +110,9 @@ def plan_changes(
             continue
         if isinstance(item, AbandonedTemp):
             plan.abandoned.append(item.path)
+            continue
+        if isinstance(item, OutsideLink):
+            plan.outside.append(item)
             continue
         seen.add(item.path)
         photo = known.get(item.path)

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from phototagger.errors import ImageError
 from phototagger.hashing import content_hash
 from phototagger.imaging import ImageFacts, PreprocessSpec, prepare, read_file
-from phototagger.scan.memory import retain_freed_memory
+from phototagger.memory import retain_freed_memory
 from phototagger.tags import ReadTags, read_camera_gps, read_tags
 
 #: How much lower decoding workers run than the process that consumes their batches.

@@ -35,9 +35,9 @@ from phototagger.filetags import (
 from phototagger.index import BestGuess, Library, path_key
 from phototagger.index import tables as orm
 from phototagger.landmarks import Landmark
+from phototagger.memory import frozen_heap, retain_freed_memory
 from phototagger.model import LandmarkModel
 from phototagger.scan.changes import Plan, Work, plan_changes
-from phototagger.scan.memory import frozen_heap, retain_freed_memory
 from phototagger.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
@@ -65,6 +65,8 @@ class ScanOptions:
     preserve_mtime: bool = False
     #: Write the landmark's position as an estimated GPS position (False: names only).
     estimate_position: bool = True
+    #: Follow links out of the library's folders; what they lead to joins the library.
+    follow_links: bool = False
 
 
 @dataclass
@@ -83,6 +85,8 @@ class ScanSummary:
     forced: int = 0
     skipped: int = 0
     missing: int = 0
+    #: Links out of the scanned folders, not followed (--follow-links): not in the library.
+    outside_links: int = 0
     tagged: int = 0
     #: Plausible but not verified by the reference photos: in the index for a person.
     suggested: int = 0
@@ -188,8 +192,12 @@ class Scanner:
             self.library.add_roots(session, [r if r.is_dir() else r.parent for r in roots])
             known = self.library.known_photos(session, roots, model_row.id)
             writing = self.options.write != "none"  # a dry run shows what a real one would do
-            found = walk(roots, self.options.excludes)
+            found = walk(roots, self.options.excludes, library=self.library.root_folders(session),
+                         follow_links=self.options.follow_links)
             plan = plan_changes(found, known, self.options.force, self._rule, writing)
+            # What a followed link leads to is library too: the app serves and tags it.
+            self.library.add_roots(session, [Path(link.target) for link in plan.outside
+                                             if link.followed])
             self._count(plan, summary)
             self._remove_abandoned(plan.abandoned)
             self._apply_moves_and_losses(session, plan)
@@ -225,6 +233,7 @@ class Scanner:
         summary.retried = plan.count("retry-write")
         summary.skipped = len(plan.skipped)
         summary.missing = len(plan.missing)
+        summary.outside_links = sum(1 for link in plan.outside if not link.followed)
         for problem in plan.problems:
             summary.fail(problem.path, problem.reason)
 

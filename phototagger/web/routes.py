@@ -19,22 +19,24 @@ from flask import (
 from sqlalchemy.orm import Session
 
 from phototagger.corrections import Outcome, confirm_landmark, remove_landmark
-from phototagger.errors import ConfigError, ImageError, IndexLockedError
+from phototagger.errors import ConfigError, ImageError, IndexLockedError, cut
 from phototagger.filetags import WRITE_MODES
+from phototagger.imaging import decode_sizes
 from phototagger.index import Library
 from phototagger.index import tables as orm
-from phototagger.index.store import STATES, recorded_explanation
+from phototagger.index.store import STATES, is_inside, recorded_explanation
 from phototagger.landmarks import Landmark
 from phototagger.model import LandmarkModel
-from phototagger.predict import predict_bytes
+from phototagger.predict import predict_decoded
 from phototagger.vocabulary import Vocabulary
 from phototagger.web.about import model_facts
 from phototagger.web.images import (
     PREVIEW_SIZE,
     THUMBNAIL_SIZE,
+    DecodeSlots,
     data_url,
+    fitted_jpeg,
     map_url,
-    upright_jpeg,
     upright_jpeg_of_file,
 )
 from phototagger.web.review import review_suggestions, review_summary, said
@@ -71,6 +73,10 @@ def _vocabulary() -> Vocabulary:
         return Vocabulary.of(library, session, _model())
 
 
+def _decoding() -> DecodeSlots:
+    return current_app.extensions["phototagger"]["decoding"]
+
+
 @blueprint.app_template_global()
 def osm(latitude: float | None, longitude: float | None) -> str | None:
     return map_url(latitude, longitude)
@@ -90,18 +96,23 @@ def api_predict():
     upload = request.files.get("photo")
     if upload is None or not upload.filename:
         abort(400, "choose a photo to upload (form field 'photo')")
-    top_k = request.form.get("top_k", 5, type=int)
-    if top_k is None or not 1 <= top_k <= 50:
+    top_k = request.form.get("top_k", "5").strip()
+    if not (top_k.isdecimal() and 1 <= int(top_k) <= 50):
         abort(400, "top_k must be a whole number from 1 to 50")
-    data = upload.read()
+    name, data = cut(upload.filename), upload.read()
+    model = _model()
     try:
-        preview = upright_jpeg(data, PREVIEW_SIZE)
+        with _decoding().held():  # decoded once, small: the model's view and the preview
+            (view, shown), facts = decode_sizes(
+                data,
+                (model.preprocess.resize, PREVIEW_SIZE),
+                max_pixels=current_app.extensions["phototagger"]["upload_pixels"],
+            )
     except ImageError as error:
-        abort(422, f"{upload.filename}: {error}")
+        abort(422, f"{name}: {error}")
+    preview = fitted_jpeg(shown, PREVIEW_SIZE)
     with _inference:
-        result = predict_bytes(_model(), data, upload.filename, top_k, _vocabulary())
-    if result.error:  # pragma: no cover - the preview decoded it already
-        abort(422, f"{upload.filename}: {result.error}")
+        result = predict_decoded(model, view, facts, data, name, int(top_k), _vocabulary())
     payload = result.to_dict()
     for entry in payload["landmarks"]:
         entry["map_url"] = map_url(entry["latitude"], entry["longitude"])
@@ -170,7 +181,7 @@ def library_page():
     library = _library()
     with library.session() as session:
         searched = any(filters[key] for key in ("landmark", "country", "city", "min_confidence"))
-        photos = [photo_dict(p) for p in library.find(session, **filters)]
+        photos = [photo_dict(p) for p in _servable(session, library.find(session, **filters))]
         counts = library.landmark_counts(session)
         landmarks = [lm for lm in library.all_landmarks(session) if counts.get(lm.slug)]
     return render_template(
@@ -190,8 +201,19 @@ def api_photos():
     filters = _search_filters()
     library = _library()
     with library.session() as session:
-        photos = [photo_dict(p) for p in library.find(session, **filters)]
-    return jsonify(photos=photos, count=len(photos), truncated=len(photos) == filters["limit"])
+        found = library.find(session, **filters)
+        photos = [photo_dict(p) for p in _servable(session, found)]
+    return jsonify(photos=photos, count=len(photos), truncated=len(found) == filters["limit"])
+
+
+def _servable(session: Session, photos: list[orm.Photo]) -> list[orm.Photo]:
+    """The ``photos`` whose real paths lie in a scanned folder: those _served_photo serves.
+
+    An index from before scans kept to their folders holds photos reached through a link to
+    elsewhere; listed, they would show as images the app refuses.
+    """
+    folders = _library().root_folders(session)
+    return [photo for photo in photos if is_inside(os.path.realpath(photo.fs_path), folders)]
 
 
 def _served_photo(session: Session, photo_id: int) -> tuple[orm.Photo, str]:
@@ -203,7 +225,7 @@ def _served_photo(session: Session, photo_id: int) -> tuple[orm.Photo, str]:
     # An id past what the database holds (64 bits) is no photo, not an overflow.
     photo = session.get(orm.Photo, photo_id) if 0 < photo_id < 2**63 else None
     if photo is None:
-        abort(404, f"no photo {photo_id} in the index")
+        abort(404, f"no photo {cut(str(photo_id))} in the index")
     real = os.path.realpath(photo.fs_path)
     if not _library().is_inside_roots(session, real):
         abort(403, "this photo lies outside the scanned folders, so it is not shown")
@@ -217,7 +239,7 @@ def _image_response(photo_id: int, size: int) -> Response:
         photo, real = _served_photo(session, photo_id)
         version = f"{photo.id}-{photo.content_hash or photo.mtime_ns}-{size}"
     try:
-        jpeg = upright_jpeg_of_file(real, size)
+        jpeg = upright_jpeg_of_file(real, size, _decoding())
     except ImageError as error:
         abort(422, f"cannot show this photo: {error}")
     response = Response(jpeg, mimetype="image/jpeg")
@@ -269,7 +291,10 @@ def photo_page(photo_id: int):
 
 def _json_body() -> dict:
     """The request's JSON object; insisting on JSON also keeps plain cross-site forms out."""
-    body = request.get_json(silent=True) if request.is_json else None
+    try:
+        body = request.get_json(silent=True) if request.is_json else None
+    except RecursionError:  # [[[[... a hundred thousand deep: no correction looks like that
+        abort(400, "the JSON is nested too deeply: send a flat object")
     if not isinstance(body, dict):
         abort(415, "send a JSON object with Content-Type: application/json")
     return body
@@ -327,7 +352,8 @@ def review_page():
         landmarks = {lm.slug: lm for lm in library.all_landmarks(session)}
         photos = [
             {**photo_dict(photo), "why": recorded_explanation(photo, landmarks)}
-            for photo in library.find(session, state="suggested", limit=SEARCH_LIMIT)
+            for photo in _servable(
+                session, library.find(session, state="suggested", limit=SEARCH_LIMIT))
         ]
     return render_template("review.html", photos=photos, limit=SEARCH_LIMIT)
 

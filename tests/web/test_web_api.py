@@ -5,15 +5,13 @@ from __future__ import annotations
 import base64
 import io
 import os
-import struct
-import zlib
 from pathlib import Path
 
 import piexif
 import pytest
 from PIL import Image
 
-from images import gps_exif, jpeg_bytes
+from images import gps_exif, jpeg_bytes, png_bytes, png_claiming
 from phototagger import tags
 from phototagger.cli import main as cli_main
 from phototagger.index import Library, canonical
@@ -23,6 +21,7 @@ from phototagger.predict import predict_bytes
 from phototagger.scan.pipeline import Scanner, ScanOptions
 from phototagger.web import create_app
 from phototagger.web import routes as web_routes
+from phototagger.web.images import DecodeSlots
 from tests.tags.exiftool import exiftool_json, needs_exiftool
 from tiny_model import build_tiny_model
 
@@ -49,16 +48,6 @@ def add_row(library, path: str) -> int:
         session.add(photo)
         session.commit()
         return photo.id
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A tiny PNG whose header claims ``width`` x ``height`` pixels: a decompression bomb."""
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(
-            ">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
 
 
 # -- predict -----------------------------------------------------------------------------
@@ -137,12 +126,55 @@ def test_predict_refuses_what_is_not_a_safe_image(client, data, reason):
     assert response.json["error"].startswith("bad.png: ")
 
 
+def test_an_upload_past_the_pixel_limit_is_refused_from_its_header(client):
+    """Refused before decoding: a header claiming 64 MP over data for a few pixels says so,
+    where a decoder would have found the data truncated."""
+    response = upload(client, png_claiming(8000, 8000), name="claims.png")
+    assert response.status_code == 422
+    assert response.json == {"error": "claims.png: image too large: 8000x8000 is 64 MP, over "
+                                      "the limit of 50 MP"}
+
+
+def test_an_upload_is_decoded_once_for_its_preview_and_the_model(client, monkeypatch):
+    from phototagger import imaging
+
+    data = png_bytes((2400, 1800))  # no DCT draft: one decode, reduced twice
+    opened = []
+    real_open = imaging.Image.open
+    monkeypatch.setattr(imaging.Image, "open", lambda *a, **k: opened.append(1) or real_open(
+        *a, **k))
+    answer = upload(client, data, name="big.png").json
+    assert len(opened) == 1
+    model = client.application.extensions["phototagger"]["model"]
+    expected = predict_bytes(model, data, "big.png").to_dict()["landmarks"]
+    assert [(e["slug"], e["probability"]) for e in answer["landmarks"]] == [
+        (e["slug"], e["probability"]) for e in expected]  # the scan's input, exactly
+    preview = Image.open(io.BytesIO(base64.b64decode(answer["preview"].split(",", 1)[1])))
+    assert preview.size == (1280, 960)
+
+
+def test_a_decode_that_finds_no_free_slot_in_time_is_told_to_retry(model, library, photos):
+    slots = DecodeSlots(count=1, wait=0)
+    client = create_app(model, library, decoding=slots).test_client()
+    pid = photo_id(library, photos / "photo0.jpg")
+    with slots.held():  # another upload decoding
+        for response in (upload(client, jpeg_bytes()), client.get(f"/photos/{pid}/preview.jpg")):
+            assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+            assert "busy" in (response.json or {}).get("error", response.get_data(as_text=True))
+    assert upload(client, jpeg_bytes()).status_code == 200  # the slot is free again
+    assert client.get(f"/photos/{pid}/preview.jpg").status_code == 200
+
+
 def test_predict_needs_a_file(client):
     response = client.post("/api/predict", data={}, content_type="multipart/form-data")
     assert response.status_code == 400 and "choose a photo" in response.json["error"]
+    for top_k in ("500", "abc", "2.5", "-1", ""):  # never silently 5
+        response = client.post("/api/predict", data={
+            "photo": (io.BytesIO(jpeg_bytes()), "a.jpg"), "top_k": top_k})
+        assert response.status_code == 400 and "top_k" in response.json["error"], top_k
     response = client.post("/api/predict", data={"photo": (io.BytesIO(jpeg_bytes()), "a.jpg"),
-                                                 "top_k": "500"})
-    assert response.status_code == 400 and "top_k" in response.json["error"]
+                                                 "top_k": "3"})
+    assert len(response.json["landmarks"]) == 3
 
 
 def test_upload_limit_is_a_friendly_413(model, library):
@@ -154,6 +186,29 @@ def test_upload_limit_is_a_friendly_413(model, library):
     assert response.json == {"error": "the upload is too large: the limit is 20 kB"}
     page = client.get("/")
     assert b'data-limit="20000"' in page.data
+
+
+def test_a_form_of_too_many_parts_is_not_called_too_large(client):
+    parts = {f"field{index}": "x" for index in range(1200)}
+    response = client.post("/api/predict", data={**parts, "photo": (io.BytesIO(jpeg_bytes()),
+                                                                    "a.jpg")})
+    assert response.status_code == 413
+    assert response.json["error"].startswith("the form has too many parts or too long a field "
+                                             "(at most 1000 parts, 500,000 bytes a field)")
+    assert "25 MB" not in response.json["error"]
+
+
+def test_an_error_repeats_only_the_start_of_a_long_name(client, library, photos):
+    pid = photo_id(library, photos / "photo0.jpg")
+    response = client.post(f"/api/photos/{pid}/tag", json={"landmark": "Atlantis" * 625_000})
+    assert response.status_code == 400
+    assert response.json["error"] == (f"unknown landmark '{'Atlantis' * 9}Atlanti…': see "
+                                      "`phototagger landmarks`")
+    long_name = "holiday-" * 10_000 + ".png"
+    response = upload(client, b"not an image", name=long_name)
+    assert response.status_code == 422
+    assert response.json["error"] == f"{long_name[:79]}…: not an image (unrecognised content)"
+    assert upload(client, jpeg_bytes(), name=long_name).json["source"] == f"{long_name[:79]}…"
 
 
 def test_uploads_stay_in_memory(client, monkeypatch):
@@ -225,7 +280,10 @@ def test_thumbnail_and_preview_are_small_upright_cached_jpegs(client, library, p
     again = client.get(f"/photos/{pid}/thumbnail.jpg",
                        headers={"If-None-Match": response.headers["ETag"]})
     assert again.status_code == 304
-    assert client.get(f"/photos/{pid}/preview.jpg").status_code == 200
+    preview = client.get(f"/photos/{pid}/preview.jpg")
+    assert preview.status_code == 200
+    for image in (response, preview):  # another site's page may not embed them
+        assert image.headers["Cross-Origin-Resource-Policy"] == "same-origin"
 
 
 def test_rotated_photo_thumbnail_is_upright(client, library, photos, model):
@@ -298,6 +356,28 @@ def test_a_symlink_out_of_the_roots_is_refused(client, library, photos, tmp_path
     assert_refused(client, pid, 403)
 
 
+def test_the_library_lists_only_what_it_serves(client, review_client, library, review_library,
+                                              photos, tmp_path):
+    """An older scan indexed photos through a folder link to elsewhere: not listed, since
+    their images are refused."""
+    os.symlink(tmp_path / "outside", photos / "elsewhere")
+    for app_client, index in ((client, library), (review_client, review_library)):
+        pid = add_row(index, str(photos / "elsewhere" / "secret.jpg"))
+        with index.session() as session:
+            session.get(orm.Photo, pid).suggested_slug = "colosseum"
+            session.commit()
+        assert_refused(app_client, pid, 403)
+        for state in ("tagged", "all"):
+            listed = app_client.get("/api/photos", query_string={"state": state}).json
+            assert pid not in [photo["id"] for photo in listed["photos"]], state
+            page = app_client.get("/library", query_string={"state": state}).get_data(
+                as_text=True)
+            assert f"/photos/{pid}/thumbnail.jpg" not in page
+        assert app_client.get("/api/photos", query_string={"state": "all"}).json["count"] == 4
+    review = review_client.get("/review").get_data(as_text=True)
+    assert review.count('class="review-item"') == 4
+
+
 def test_a_root_scanned_through_a_symlink_is_served(tmp_path, model):
     real = tmp_path / "real"
     real.mkdir()
@@ -323,8 +403,23 @@ def test_raw_paths_are_never_served(client, path):
 
 
 def test_an_id_past_64_bits_is_no_photo(client):
-    response = client.post("/api/photos/99999999999999999999999/untag", json={})
-    assert response.status_code == 404 and "no photo" in response.json["error"]
+    huge = "99999999999999999999999"  # past SQLite's integers
+    for response in (client.get(f"/photos/{huge}/thumbnail.jpg"), client.get(f"/photos/{huge}"),
+                     client.post(f"/api/photos/{huge}/tag", json={"landmark": "Colosseum"}),
+                     client.post(f"/api/photos/{huge}/untag", json={})):
+        assert response.status_code == 404
+        text = response.json["error"] if response.is_json else response.get_data(as_text=True)
+        assert f"no photo {huge} in the index" in text
+    page = client.get(f"/photos/{'9' * 4000}")  # as many digits as Python parses, cut short
+    assert page.status_code == 404 and "9" * 100 not in page.get_data(as_text=True)
+
+
+def test_deeply_nested_json_is_a_400(client, library, photos):
+    pid = photo_id(library, photos / "photo0.jpg")
+    for url in (f"/api/photos/{pid}/tag", f"/api/photos/{pid}/untag", "/api/review"):
+        response = client.post(url, data="[" * 100_000, content_type="application/json")
+        assert response.status_code == 400, url
+        assert response.json == {"error": "the JSON is nested too deeply: send a flat object"}
 
 
 # -- corrections -------------------------------------------------------------------------
@@ -400,13 +495,29 @@ def test_cross_site_writes_are_refused(client, library, photos):
     assert same.status_code == 200
 
 
-def test_dns_rebinding_is_refused_on_a_loopback_server(client):
-    loopback = {"SERVER_NAME": "127.0.0.1"}
-    assert client.get("/", environ_overrides=loopback,
-                      headers={"Host": "127.0.0.1:8000"}).status_code == 200
-    response = client.get("/api/photos", environ_overrides=loopback,
-                          headers={"Host": "evil.example:8000"})
-    assert response.status_code == 403 and "localhost" in response.json["error"]
+@pytest.mark.parametrize("bound", ["127.0.0.1", "0.0.0.0", "192.168.1.20", "::"])
+def test_dns_rebinding_is_refused_on_every_binding(model, library, bound):
+    client = create_app(model, library, host_names=["photos.lan"]).test_client()
+    at = {"SERVER_NAME": bound}
+    for host in ("127.0.0.1:8000", "192.168.1.20:8000", "[::1]:8000", "[fe80::1]", "localhost",
+                 "LOCALHOST.:8000", "photos.lan:8000", "Photos.Lan."):
+        assert client.get("/", environ_overrides=at, headers={"Host": host}).status_code == 200
+    for host in ("evil.example:8000", "photos.lan.evil.example", "localhost.evil.example",
+                 "[not-an-address", "x" * 5000):
+        response = client.get("/api/photos", environ_overrides=at, headers={"Host": host})
+        assert response.status_code == 403, host
+        assert response.json["error"].startswith("this app does not answer to the name")
+        assert len(response.json["error"]) < 200 and "--allow-host NAME" in response.json["error"]
+
+
+def test_the_app_knows_the_names_of_its_machine():
+    import socket
+
+    from phototagger.web import own_host_names
+
+    names = own_host_names("0.0.0.0", ["Photos.Lan."])
+    assert {socket.gethostname().lower(), socket.getfqdn().lower(), "photos.lan"} <= names
+    assert "0.0.0.0" not in names and "nas.local" in own_host_names("nas.local")
 
 
 # -- errors, about, serving ---------------------------------------------------------------
@@ -417,7 +528,7 @@ def test_unexpected_errors_are_messages_not_tracebacks(client, monkeypatch):
         raise RuntimeError("secret internals")
 
     monkeypatch.setattr(web_routes, "model_facts", broken)
-    monkeypatch.setattr(web_routes, "predict_bytes", broken)
+    monkeypatch.setattr(web_routes, "predict_decoded", broken)
     page = client.get("/about")
     assert page.status_code == 500 and page.mimetype == "text/html"
     text = page.get_data(as_text=True)

@@ -1,12 +1,13 @@
-"""Keep freed memory in the process instead of handing it back to the OS after every batch.
+"""What a process does with the memory it frees: keep it (a scan) or give it back (the app).
 
-glibc's malloc serves big blocks (a 3 MB photo, a 19 MB activation of the network) by mapping
-fresh pages or by growing the heap, and gives the heap's free top back to the kernel once it
-exceeds a threshold: every batch of the scan freed a few hundred MB and then faulted each
-4 KiB page back in. Raising the two thresholds below keeps those blocks in the heap, where
-the next batch reuses them: on two cores, 200 photos of 12 MP, the scan's CPU time went from
-77-80 to 68-71 ms an image. Peak memory stays what the scan needs at once (about 1 GB with
-its workers); it no longer shrinks between batches.
+glibc's malloc serves big blocks (a 3 MB photo, a 19 MB activation of the network, an image
+the app decodes) by mapping fresh pages or by growing a heap, and on its own moves its mapping
+threshold up to the largest block freed so far: from then on such blocks come from a heap,
+which gives back only its free top. A scan frees and reallocates the same blocks every batch:
+it keeps them (``retain_freed_memory``) instead of faulting each 4 KiB page back in. The app
+decodes now and then, on many threads, each with a heap of its own: it gives big blocks back
+as soon as they are freed (``return_freed_memory``), so its memory falls back to rest between
+uploads. Also here: the long-lived heap left out of garbage collection during a scan.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import ctypes
 import gc
 import platform
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 #: mallopt parameters (glibc's malloc.h).
 _M_TRIM_THRESHOLD = -1
@@ -25,6 +26,8 @@ _M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD = 4 * 1024 * 1024 * ctypes.sizeof(ctypes.c_long)
 #: Free memory at the top of the heap is returned to the OS only beyond this.
 TRIM_THRESHOLD = 512 << 20
+#: glibc's own starting thresholds (128 KiB), held fixed: blocks above are always mapped.
+RETURN_THRESHOLD = 128 << 10
 
 
 def retain_freed_memory() -> bool:
@@ -32,18 +35,38 @@ def retain_freed_memory() -> bool:
 
     Returns whether both settings applied: elsewhere (macOS, Windows, musl) nothing changes.
     """
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    return _set_thresholds(MMAP_THRESHOLD, TRIM_THRESHOLD)
+
+
+def return_freed_memory() -> bool:
+    """Tune glibc's malloc for a server that now and then decodes a big image on one of its
+    threads: blocks above 128 KiB are mapped, and unmapped as soon as they are freed.
+
+    Returns whether both settings applied: elsewhere (macOS, Windows, musl) nothing changes.
+    """
+    return _set_thresholds(RETURN_THRESHOLD, RETURN_THRESHOLD)
+
+
+def _set_thresholds(mmap_threshold: int, trim_threshold: int) -> bool:
+    mallopt = _mallopt()
+    if mallopt is None:
         return False
+    # Setting either threshold also stops glibc from adjusting them on its own.
+    mapped = mallopt(_M_MMAP_THRESHOLD, mmap_threshold)
+    trimmed = mallopt(_M_TRIM_THRESHOLD, trim_threshold)
+    return bool(mapped and trimmed)
+
+
+def _mallopt() -> Callable[[int, int], int] | None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
     try:
         mallopt = ctypes.CDLL(None).mallopt  # glibc's own symbols, already in the process
     except (OSError, AttributeError):
-        return False
+        return None
     mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
     mallopt.restype = ctypes.c_int
-    # Setting either threshold also stops glibc from adjusting them on its own.
-    mapped = mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
-    trimmed = mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
-    return bool(mapped and trimmed)
+    return mallopt
 
 
 #: Scans running in this process inside frozen_heap: the heap is thawed when the last ends.
