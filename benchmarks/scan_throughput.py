@@ -171,11 +171,14 @@ def rescan(model: LandmarkModel, folder: Path, count: int) -> tuple[float, float
         slug = model.classes[0].slug
         for path in sorted(folder.rglob("*.jpg")):
             info = path.stat()
+            # A guess the model's policy tags, or the rescan would re-decide every photo.
             photo = orm.Photo(path=str(path), size=info.st_size, mtime_ns=info.st_mtime_ns,
-                              status="ok", landmark_slug=slug, confidence=0.9, tag_state="auto",
-                              first_seen=now, last_seen=now)
+                              status="ok", landmark_slug=slug, confidence=0.999,
+                              tag_state="auto", decision="verified", first_seen=now,
+                              last_seen=now)
             photo.predictions.append(orm.Prediction(model_pk=model_row.id, rank=0, slug=slug,
-                                                    probability=0.9))
+                                                    probability=0.999, similarity=0.8,
+                                                    ordinary=0.4))
             photo.writes.append(orm.Write(target=str(path), mode="embed", slug=slug))
             session.add(photo)
         session.commit()
