@@ -677,10 +677,17 @@ def landmarks(model_path, db) -> None:
     from phototagger.vocabulary import MIN_PHOTOS, learned_landmarks
 
     model = load_model(model_path, "cpu")
-    library = open_library(db, existing=True)
-    with library.session() as session:
-        counts = library.landmark_counts(session)
-        learned = learned_landmarks(session)
+    counts, learned = {}, []
+    try:
+        library = open_library(db, existing=True)
+    except ConfigError:
+        # A mistyped --db is an error; no index yet where the settings point means no photos.
+        if click.get_current_context().get_parameter_source("db") is ParameterSource.COMMANDLINE:
+            raise
+    else:
+        with library.session() as session:
+            counts = library.landmark_counts(session)
+            learned = learned_landmarks(session)
     rows = [(lm.name, lm.slug, lm.city, lm.country, "") for lm in model.classes]
     for row, photos in learned:
         waiting = f", needs {MIN_PHOTOS}" if photos < MIN_PHOTOS else ""

@@ -482,3 +482,13 @@ def test_an_index_from_a_newer_phototagger_is_a_one_line_usage_error(env, tmp_pa
         assert code == 2 and len(err.splitlines()) == 1, (args, err)
         assert err.startswith(f"phototagger: error: cannot prepare index sqlite:///{newer}: ")
         assert err.endswith("(made by a newer phototagger? upgrade phototagger to use it)\n")
+
+
+def test_landmarks_before_the_first_scan(env):
+    """A fresh machine has no index yet: the model's landmarks are listed, none with photos;
+    an index named on the command line that does not exist is still a mistake."""
+    code, out, err = run("landmarks", "--model", env["model"])
+    assert code == 0, err
+    assert out.splitlines() and all(line.split()[0] == "0" for line in out.splitlines())
+    code, _, err = run("landmarks", "--model", env["model"], "--db", env["tmp"] / "typo.db")
+    assert code == 2 and "no index at" in err
