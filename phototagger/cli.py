@@ -937,7 +937,11 @@ def _print_prediction(result) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also append the app's log (its errors, with their tracebacks) to FILE.",
 )
-def serve(host, port, model_path, db, allowed, log_file) -> None:
+@click.option("--write", default="embed", show_default=True, type=click.Choice(WRITE_MODES),
+              help="How the app writes a person's tags: into the file, a sidecar, or the index "
+              "only (as for tag).")
+@position_option
+def serve(host, port, model_path, db, allowed, log_file, write, position) -> None:
     """A local web app: predict one photo, browse and correct the library."""
     import socket
 
@@ -952,7 +956,8 @@ def serve(host, port, model_path, db, allowed, log_file) -> None:
     to_stderr.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     to_file = _log_file(log_file)
     app = create_app(model=load_model(model_path), library=open_library(db),
-                     host_names=own_host_names(host, allowed))
+                     host_names=own_host_names(host, allowed), write=write,
+                     estimate_position=position)
     shown = f"[{host}]" if ":" in host else host  # an IPv6 address, as a URL writes it
     if not host.startswith("unix://"):  # Werkzeug also listens on a Unix socket
         try:  # a port in use is a one-line error, not the server's own message and exit 1

@@ -59,11 +59,14 @@ def create_app(
     upload_pixels: int = UPLOAD_PIXELS,
     decoding: DecodeSlots | None = None,
     host_names: Iterable[str] = (),
+    write: str = "embed",
+    estimate_position: bool = True,
 ) -> Flask:
     """The app for one model and one index; ``upload_limit`` bounds a request's body in bytes,
     ``upload_pixels`` an uploaded image's size, ``decoding`` how many images decode at once;
     ``host_names`` are the names it answers to besides localhost and IP addresses
-    (:func:`own_host_names`)."""
+    (:func:`own_host_names`); ``write`` and ``estimate_position``: how a person's tags reach
+    the files (``serve --write``, ``--no-position``, or the config file), as for ``tag``."""
     app = Flask(__name__)
     app.request_class = InMemoryRequest
     app.config["MAX_CONTENT_LENGTH"] = upload_limit
@@ -74,6 +77,8 @@ def create_app(
         "upload_pixels": upload_pixels,
         "decoding": decoding or DecodeSlots(),
         "host_names": frozenset({"localhost", *map(_plain_name, host_names)}),
+        "write": write,
+        "estimate_position": estimate_position,
     }
 
     from phototagger.web.routes import blueprint

@@ -73,6 +73,10 @@ def _vocabulary() -> Vocabulary:
         return Vocabulary.of(library, session, _model())
 
 
+def _settings() -> dict:
+    return current_app.extensions["phototagger"]
+
+
 def _decoding() -> DecodeSlots:
     return current_app.extensions["phototagger"]["decoding"]
 
@@ -321,14 +325,15 @@ def _outcome_response(photo_id: int, outcome: Outcome):
 def api_tag(photo_id: int):
     """Confirm a landmark for an indexed photo, and write it into the file unless told not to."""
     body = _json_body()
-    name, write = body.get("landmark"), body.get("write", "embed")
+    name, write = body.get("landmark"), body.get("write", _settings()["write"])
     if not isinstance(name, str) or not name.strip():
         abort(400, 'say which landmark: {"landmark": "Eiffel Tower"}')
     if write not in WRITE_MODES:
         abort(400, f"write must be one of {', '.join(WRITE_MODES)}")
     with _library().session() as session:
         path = _served_photo(session, photo_id)[0].fs_path
-    [outcome] = _correcting(confirm_landmark, _library(), [path], name.strip(), write)
+    [outcome] = _correcting(confirm_landmark, _library(), [path], name.strip(), write,
+                            estimate_position=_settings()["estimate_position"])
     return _outcome_response(photo_id, outcome)
 
 
@@ -372,7 +377,7 @@ def _review_request() -> tuple[list[int], list[int], str]:
     """The photos to confirm and to reject, and how to write, from the request's JSON."""
     body = _json_body()
     confirm, reject = _photo_ids(body, "confirm"), _photo_ids(body, "reject")
-    write = body.get("write", "embed")
+    write = body.get("write", _settings()["write"])
     if not confirm and not reject:
         abort(400, 'say which suggestions: {"confirm": [photo ids], "reject": [photo ids]}')
     if len(confirm) + len(reject) > SEARCH_LIMIT:
@@ -398,7 +403,8 @@ def api_review():
                 abort(409, f"photo {pid} has no suggestion to review (confirmed or rejected "
                       "already?): reload the page")
             suggested[pid] = (photo.fs_path, photo.suggestion.slug)
-    reviewed = _correcting(review_suggestions, _library(), suggested, confirm, reject, write)
+    reviewed = _correcting(review_suggestions, _library(), suggested, confirm, reject, write,
+                           estimate_position=_settings()["estimate_position"])
     with _library().session() as session:
         results = [
             {"id": r.photo_id, "action": r.action, "ok": r.outcome.ok, "message": said(r),

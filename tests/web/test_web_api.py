@@ -11,7 +11,7 @@ import piexif
 import pytest
 from PIL import Image
 
-from images import gps_exif, jpeg_bytes, png_bytes, png_claiming
+from images import gps_exif, jpeg_bytes, png_bytes, png_claiming, write_jpeg
 from phototagger import tags
 from phototagger.cli import main as cli_main
 from phototagger.index import Library, canonical
@@ -441,6 +441,25 @@ def test_tag_confirms_a_landmark_through_corrections(client, library, photos):
     page = client.get("/library", query_string={"landmark": "eiffel"}).get_data(as_text=True)
     assert "confirmed by you" in page
     assert "Confirmed by you." in client.get(f"/photos/{pid}").get_data(as_text=True)
+
+
+@needs_exiftool
+def test_the_app_writes_as_serve_was_told(model, tmp_path):
+    """serve --write sidecar --no-position (or the config file's write and position): the
+    app's confirmations leave the original alone and write no estimated position."""
+    path = write_jpeg(tmp_path / "photos" / "a.jpg", exif={"0th": {piexif.ImageIFD.Make: b"X"}})
+    library = Library(f"sqlite:///{tmp_path}/index.sqlite3")
+    Scanner(library, model, ScanOptions(workers=0, write="none")).run([path.parent])
+    original = path.read_bytes()
+    for position, written in ((True, True), (False, False)):
+        client = create_app(model=model, library=library, write="sidecar",
+                            estimate_position=position).test_client()
+        response = client.post(f"/api/photos/{photo_id(library, path)}/tag",
+                               json={"landmark": "Colosseum" if position else "Eiffel Tower"})
+        assert response.status_code == 200, response.json
+        assert path.read_bytes() == original
+        sidecar = exiftool_json(Path(f"{path}.xmp"))
+        assert ("XMP-exif:GPSLatitude" in sidecar) is written, sidecar
 
 
 def test_tag_refuses_unknown_or_ambiguous_landmarks(client, library, photos):
