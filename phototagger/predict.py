@@ -53,7 +53,8 @@ class ImagePrediction:
             "explanation": self.explanation,
             "threshold": self.policy.threshold,
             "tag_margin": self.policy.tag_margin,
-            "tag_probability": self.policy.tag_floor,
+            "tag_probability": self.policy.tag_probability,
+            "tag_floor": self.policy.tag_floor,  # what a tag needs: the larger of the two
             "camera_gps": list(self.camera_gps) if self.camera_gps else None,
             "far_from_camera_km": None if decision is None or decision.distance_km is None
             else round(decision.distance_km),

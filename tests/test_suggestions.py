@@ -79,6 +79,10 @@ def test_a_suggestion_never_reaches_the_file_and_confirming_it_writes_it(env):
     # A rejected suggestion stays rejected: the next scan neither tags nor suggests it.
     other = env["root"] / "b.jpg"
     assert run("untag", other)[0] == 0
+    whys = [line for line in run("info", other)[1].splitlines() if line.startswith("why: ")]
+    assert whys == ["why: no landmark: a person removed the tag"]  # not the old suggestion
+    whys = [line for line in run("info", photo)[1].splitlines() if line.startswith("why: ")]
+    assert whys == [f"why: {name}: tagged by a person"]
     run("scan", env["root"], "--model", model, "--workers", 0, "--force")
     rows = {row["path"]: row for row in json.loads(run("query", "--state", "all",
                                                        "--format", "json")[1])}

@@ -484,8 +484,13 @@ def recorded_explanation(photo: orm.Photo, landmarks: dict[str, gazetteer.Landma
     """The last scan's decision on ``photo`` in plain words, from what the index recorded
     (its reason, the latest model's best guess with its evidence, that model's policy);
     ``landmarks`` by slug. None when no scan decided it."""
-    from phototagger.decision import Decision, Evidence, Policy
+    from phototagger.decision import Decision, Evidence, Policy, Reason
 
+    if photo.tag_state in ("confirmed", "removed"):  # a person's word outlasts any scan's
+        reason = Reason.PERSON if photo.tag_state == "confirmed" else Reason.REMOVED
+        landmark = landmarks.get(photo.landmark_slug or "")
+        evidence = None if landmark is None else Evidence(landmark, 1.0)
+        return Decision.recorded(reason.value, evidence).explain(Policy(0.0))
     best = [p for p in photo.predictions if p.rank == 0]
     if not photo.decision or not best:
         return None

@@ -287,6 +287,7 @@ def photo_page(photo_id: int):
         camera=camera,
         taken_at=taken_at,
         landmarks=sorted(landmarks.values(), key=lambda lm: lm.name),
+        write=_settings()["write"],
     )
 
 
@@ -360,7 +361,8 @@ def review_page():
             for photo in _servable(
                 session, library.find(session, state="suggested", limit=SEARCH_LIMIT))
         ]
-    return render_template("review.html", photos=photos, limit=SEARCH_LIMIT)
+    return render_template("review.html", photos=photos, limit=SEARCH_LIMIT,
+                           write=_settings()["write"])
 
 
 def _photo_ids(body: dict, key: str) -> list[int]:

@@ -460,6 +460,10 @@ def test_the_app_writes_as_serve_was_told(model, tmp_path):
         assert path.read_bytes() == original
         sidecar = exiftool_json(Path(f"{path}.xmp"))
         assert ("XMP-exif:GPSLatitude" in sidecar) is written, sidecar
+    page = client.get(f"/photos/{photo_id(library, path)}").get_data(as_text=True)
+    assert 'name="write" value="sidecar"' in page and 'value="embed"' not in page.replace(
+        '<option value="embed">', "")
+    assert "write it into a sidecar" in client.get("/review").get_data(as_text=True)
 
 
 def test_tag_refuses_unknown_or_ambiguous_landmarks(client, library, photos):
