@@ -70,6 +70,19 @@ def db_option(function: Callable) -> Callable:
     )(function)
 
 
+def output_options(function: Callable) -> Callable:
+    """How a list of photos is printed: ``query``, ``similar``."""
+    function = click.option(
+        "-0", "--null", is_flag=True,
+        help="With --format paths: end each path with a NUL byte, for xargs -0 (spaces, "
+        "newlines).",
+    )(function)
+    return click.option(
+        "--format", "output", default="table", show_default=True,
+        type=click.Choice(["table", "json", "csv", "paths"]),
+    )(function)
+
+
 def model_option(function: Callable) -> Callable:
     return click.option(
         "--model",
@@ -531,26 +544,14 @@ def _printable(path: str) -> str:
     "`untag` rejects), none, person (a person's tags and removals), or all.",
 )
 @click.option("--suggested", is_flag=True, help="The same as --state suggested.")
-@click.option(
-    "--format",
-    "output",
-    default="table",
-    show_default=True,
-    type=click.Choice(["table", "json", "csv", "paths"]),
-)
-@click.option(
-    "-0",
-    "--null",
-    is_flag=True,
-    help="With --format paths: end each path with a NUL byte, for xargs -0 (spaces, newlines).",
-)
+@output_options
 @db_option
 def query(
     landmark, country, city, min_confidence, under, limit, state, suggested, output, null, db
 ) -> None:
     """Find photos in the index: tagged ones, or those in another --state."""
     if null and output != "paths":
-        raise click.UsageError("--null goes with --format paths")
+        raise click.UsageError("--null goes with --format paths")  # before the index is read
     if suggested and state not in ("tagged", "suggested"):
         raise click.UsageError("--suggested is --state suggested: give one of them")
     state = "suggested" if suggested else state
@@ -568,6 +569,13 @@ def query(
         )
         rows = [_photo_row(photo) for photo in photos]
         paths = [photo.fs_path for photo in photos]
+    _print_photos(rows, paths, output, null)
+
+
+def _print_photos(rows: list[dict], paths: list[str], output: str, null: bool) -> None:
+    """Photo rows (``_photo_row``, maybe with more fields first) in the format asked for."""
+    if null and output != "paths":
+        raise click.UsageError("--null goes with --format paths")
     if output == "paths":  # exact bytes, one per line (or NUL-ended), for xargs
         out = sys.stdout.buffer
         for path in paths:
@@ -576,7 +584,7 @@ def query(
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     elif output == "csv":
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(_photo_row_fields()))
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else _PHOTO_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
         click.echo(buffer.getvalue(), nl=False)
@@ -584,8 +592,8 @@ def query(
         _print_table(rows)
 
 
-def _photo_row_fields() -> tuple[str, ...]:
-    return ("path", "landmark", "confidence", "state", "city", "country", "latitude", "longitude")
+_PHOTO_FIELDS = ("path", "landmark", "confidence", "state", "city", "country", "latitude",
+                 "longitude")
 
 
 def _photo_row(photo) -> dict:
@@ -612,7 +620,55 @@ def _print_table(rows: list[dict]) -> None:
         confidence = shown.get(row["state"]) or (
             "-" if row["confidence"] is None else f"{row['confidence']:.2f}")
         place = ", ".join(part for part in (row["city"], row["country"]) if part)
-        click.echo(f"{row['path']}\t{row['landmark'] or '-'}\t{confidence}\t{place}")
+        lead = f"{row['similarity']:.3f}\t" if "similarity" in row else ""
+        click.echo(f"{lead}{row['path']}\t{row['landmark'] or '-'}\t{confidence}\t{place}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1))
+@output_options
+@model_option
+@db_option
+def similar(file, limit, output, null, model_path, db) -> None:
+    """Photos of the library that look like FILE, best first, with their similarity.
+
+    An indexed FILE is looked up by its stored embedding (no decoding, no torch); any other
+    image is decoded and embedded as `predict` does."""
+    from phototagger import search
+    from phototagger.model import network_id
+
+    if null and output != "paths":
+        raise click.UsageError("--null goes with --format paths")
+    network = network_id(model_path or config.DEFAULT_MODEL)
+    library = open_library(db, existing=True)
+    with library.session() as session:
+        photo = library.photo_at(session, library.indexed_path(session, file))
+        query = search.embedding_of(session, photo, network)
+        if query is None:
+            query = _embedding(load_model(model_path, "cpu"), file)
+        found = search.similar(session, network, query, limit,
+                               exclude=photo.id if photo is not None else None)
+        if not found and not len(search.stored(session, network)[0]):
+            raise ConfigError("no photo in this index has an embedding by this model's network "
+                              "(`phototagger scan --force` gives them one)")
+        rows = [{"similarity": round(similarity, 4), **_photo_row(photo)}
+                for photo, similarity in found]
+        paths = [photo.fs_path for photo, _ in found]
+    _print_photos(rows, paths, output, null)
+
+
+def _embedding(model: LandmarkModel, file: Path):
+    """The embedding of an image the index does not know, decoded as a scan decodes it."""
+    from phototagger.errors import ImageError
+    from phototagger.vocabulary import embed_photos
+
+    if not file.is_file():
+        raise ConfigError(f"no such file, and none in the index: {file}")
+    embedded, skipped = embed_photos(model, [str(file)])
+    if skipped:
+        raise ImageError(f"{_printable(skipped[0][0])}: {skipped[0][1]}")
+    return embedded[0][1]
 
 
 @main.command()
