@@ -749,23 +749,36 @@ def landmarks(model_path, db) -> None:
 
 @main.command()
 @click.argument("name")
-@click.argument("photos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("photos", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--from-place", "place_id", metavar="ID",
+              help="Learn it from the photos of place ID (`phototagger places`) instead.")
 @place_options
 @model_option
 @wait_option
 @db_option
-def learn(name, photos, city, region, country, country_code, lat, lon, model_path, wait,
-          db) -> None:
-    """Add landmark NAME to this index from PHOTOS of it (files or folders, at least 5),
-    without retraining; then re-decide the indexed photos from their stored embeddings."""
+def learn(name, photos, place_id, city, region, country, country_code, lat, lon, model_path,
+          wait, db) -> None:
+    """Add landmark NAME to this index from PHOTOS of it (files or folders, at least 5) or
+    from a place's photos, without retraining; then re-decide the indexed photos from their
+    stored embeddings."""
     from phototagger.vocabulary import learn as learn_landmark
+    from phototagger.vocabulary import learn_place
 
+    if bool(photos) == bool(place_id):
+        raise click.UsageError("give PHOTOS or --from-place ID, not both and not neither")
     started = time.monotonic()
     place = _place(city, region, country, country_code, lat, lon)
-    result = learn_landmark(open_library(db), load_model(model_path, "cpu"), name, photos,
-                            place, wait)
+    model = load_model(model_path, "cpu")
+    if place_id:
+        result = learn_place(open_library(db, existing=True), model, name, place_id, place,
+                             wait)
+    else:
+        result = learn_landmark(open_library(db), model, name, photos, place, wait)
     landmark, redecided = result.landmark, result.redecided
     where = ", ".join(p for p in (landmark.city, landmark.country) if p)
+    if place_id and landmark.has_location and lat is None:
+        where = ", ".join(p for p in (where, f"at its photos' GPS median {landmark.latitude:.5f},"
+                                      f" {landmark.longitude:.5f}") if p)
     click.echo(f"learned {landmark.name}" + (f" ({where})" if where else "")
                + f" from {result.photos} photos ({result.added} new) in "
                f"{time.monotonic() - started:.1f} s")
@@ -780,6 +793,52 @@ def learn(name, photos, city, region, country, country_code, lat, lon, model_pat
     for path, reason in result.skipped:
         click.echo(f"skipped {_printable(path)}: {reason}", err=True)
     sys.exit(EXIT_FAILURES if result.skipped else EXIT_OK)
+
+
+@main.command()
+@click.option("--min-photos", default=5, show_default=True, type=click.IntRange(2),
+              help="The fewest photos a place is made of.")
+@click.option("--format", "output", default="table", show_default=True,
+              type=click.Choice(["table", "json", "csv", "paths"]))
+@model_option
+@db_option
+def places(min_photos, output, model_path, db) -> None:
+    """Groups of untagged photos that look like the same place, largest first, with the
+    median and spread of their camera GPS; `learn NAME --from-place ID` names one."""
+    from phototagger.model import network_id
+    from phototagger.places import find_places
+
+    network = network_id(model_path or config.DEFAULT_MODEL)
+    library = open_library(db, existing=True)
+    with library.session() as session:
+        found = find_places(session, network, min_photos)
+    rows = [{"place": p.id, "photos": len(p.paths), "latitude": p.latitude,
+             "longitude": p.longitude, "gps_photos": p.gps_photos,
+             "spread_km": None if p.spread_km is None else round(p.spread_km, 3),
+             "paths": p.paths} for p in found]
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif output == "csv":  # a row a photo
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["place", "path", "latitude", "longitude", "spread_km"])
+        writer.writerows([row["place"], path, row["latitude"], row["longitude"],
+                          row["spread_km"]] for row in rows for path in row["paths"])
+        click.echo(buffer.getvalue(), nl=False)
+    elif output == "paths":
+        for row in rows:
+            for path in row["paths"]:
+                click.echo(path)
+    elif not rows:
+        click.echo("no places: no group of untagged photos looks alike", err=True)
+    for row in rows if output == "table" else []:
+        gps = "no camera GPS"
+        if row["gps_photos"]:
+            gps = (f"camera GPS of {row['gps_photos']}: median {row['latitude']:.5f}, "
+                   f"{row['longitude']:.5f}, spread {row['spread_km']:.2f} km")
+        click.echo(f"place {row['place']}: {row['photos']} photos, {gps}")
+        for path in row["paths"]:
+            click.echo(f"  {path}")
 
 
 @main.command()

@@ -4,6 +4,7 @@ a landmark set made in the test, for learning, similarity search and places."""
 from pathlib import Path
 
 import numpy as np
+import piexif
 import torch
 from PIL import Image
 
@@ -14,18 +15,20 @@ from phototagger.model import LandmarkModel, save_model_file
 from tiny_model import TinyNet, gated, tiny_model_meta
 
 #: Kinds of photo told apart by colour, as the tiny network sees them: the model's own
-#: landmarks (green, yellow, purple), ordinary photos (grey), and two places it never saw.
+#: landmarks (green, yellow, purple), ordinary photos (grey), and three places it never saw.
 COLOURS = {"green": (40, 170, 60), "yellow": (220, 200, 40), "purple": (130, 40, 160),
-           "grey": (128, 128, 128), "red": (200, 40, 40), "blue": (40, 60, 200)}
+           "grey": (128, 128, 128), "red": (200, 40, 40), "blue": (40, 60, 200),
+           "cyan": (40, 200, 210)}
 
 
-def photo(path, kind: str, seed: int):
-    """A textured photo of one kind, different for each seed."""
+def photo(path, kind: str, seed: int, exif: dict | None = None):
+    """A textured photo of one kind, different for each seed (with ``exif``: piexif's dict)."""
     rng = np.random.default_rng(seed)
     pixels = (np.array(COLOURS[kind], dtype=float) + rng.normal(0, 25, (96, 128, 3))
               + np.linspace(-30, 30, 128)[None, :, None] * rng.uniform(-1, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels.clip(0, 255).astype("uint8")).save(path, quality=92)
+    extra = {"exif": piexif.dump(exif)} if exif else {}
+    Image.fromarray(pixels.clip(0, 255).astype("uint8")).save(path, quality=92, **extra)
     return path
 
 
