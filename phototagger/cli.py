@@ -904,6 +904,12 @@ def info(file, db) -> None:
                 click.echo(f"why: {explanation}")
             if photo.camera_latitude is not None:
                 click.echo(f"camera GPS: {photo.camera_latitude:.6f}, {photo.camera_longitude:.6f}")
+            elif photo.estimated_latitude is not None:
+                click.echo(f"estimated position: {photo.estimated_latitude:.6f}, "
+                           f"{photo.estimated_longitude:.6f} [from {photo.estimated_photos} "
+                           "photos of this library with camera GPS that look like it, within "
+                           f"{photo.estimated_spread_km:.2f} km; a suggestion, not written "
+                           "into the file]")
             for prediction in photo.predictions:
                 guess = landmarks.get(prediction.slug)
                 evidence = "" if prediction.similarity is None else (

@@ -53,9 +53,15 @@ def stored(session: Session, network: str,
 def nearest(vectors: np.ndarray, query: np.ndarray, limit: int) -> list[tuple[int, float]]:
     """The rows of ``vectors`` most alike ``query`` (cosine: both unit length), best first,
     as (row, similarity); ties in row order."""
-    if not len(vectors) or limit < 1:
+    if not len(vectors):
         return []
-    similarity = vectors @ np.asarray(query, dtype=np.float32)
+    return top(vectors @ np.asarray(query, dtype=np.float32), limit)
+
+
+def top(similarity: np.ndarray, limit: int) -> list[tuple[int, float]]:
+    """The ``limit`` highest of a row of similarities, best first, as (index, similarity)."""
+    if not len(similarity) or limit < 1:
+        return []
     limit = min(limit, len(similarity))
     top = np.argpartition(-similarity, limit - 1)[:limit]
     top = top[np.lexsort((top, -similarity[top]))]
