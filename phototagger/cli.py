@@ -491,6 +491,10 @@ def _print_summary(summary, quiet: bool) -> None:
             f"failed {len(summary.failed)} ({summary.seconds:.1f} s, "
             f"{summary.images_per_second:.1f} images/s)"
         )
+        if summary.placed_from_library:
+            click.echo(f"placed {summary.placed_from_library} photos without GPS from the "
+                       "library's own GPS photos that look like them (in the index only: "
+                       "`phototagger info FILE` shows where)")
         if summary.outside_links:
             links = "link leads" if summary.outside_links == 1 else "links lead"
             click.echo(f"{summary.outside_links} {links} out of the scanned folders: not "
@@ -812,8 +816,10 @@ def places(min_photos, output, model_path, db) -> None:
     library = open_library(db, existing=True)
     with library.session() as session:
         found = find_places(session, network, min_photos)
-    rows = [{"place": p.id, "photos": len(p.paths), "latitude": p.latitude,
-             "longitude": p.longitude, "gps_photos": p.gps_photos,
+    rows = [{"place": p.id, "photos": len(p.paths),
+             "latitude": None if p.latitude is None else round(p.latitude, 6),
+             "longitude": None if p.longitude is None else round(p.longitude, 6),
+             "gps_photos": p.gps_photos,
              "spread_km": None if p.spread_km is None else round(p.spread_km, 3),
              "paths": p.paths} for p in found]
     if output == "json":

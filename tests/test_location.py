@@ -38,8 +38,9 @@ def test_a_scan_places_gps_less_photos_from_the_library(tmp_path):
     photo(root / "cyan" / "0.jpg", "cyan", 3000, gps_exif(*ELSEWHERE))
     db = f"sqlite:///{tmp_path / 'index.sqlite3'}"
     common = ["--model", model.path, "--db", db]
-    code, _, err = run("scan", root, *common, "--workers", "0", "--write", "none")
+    code, out, err = run("scan", root, *common, "--workers", "0", "--write", "none")
     assert code == 0, err
+    assert "placed 2 photos without GPS from the library's own GPS photos" in out
     with Library(db).session() as session:
         rows = {p.path.split("library/")[1]: p for p in session.scalars(select(orm.Photo))}
     placed = {path for path, p in rows.items() if p.estimated_latitude is not None}
