@@ -70,6 +70,19 @@ def db_option(function: Callable) -> Callable:
     )(function)
 
 
+def output_options(function: Callable) -> Callable:
+    """How a list of photos is printed: ``query``, ``similar``."""
+    function = click.option(
+        "-0", "--null", is_flag=True,
+        help="With --format paths: end each path with a NUL byte, for xargs -0 (spaces, "
+        "newlines).",
+    )(function)
+    return click.option(
+        "--format", "output", default="table", show_default=True,
+        type=click.Choice(["table", "json", "csv", "paths"]),
+    )(function)
+
+
 def model_option(function: Callable) -> Callable:
     return click.option(
         "--model",
@@ -478,6 +491,10 @@ def _print_summary(summary, quiet: bool) -> None:
             f"failed {len(summary.failed)} ({summary.seconds:.1f} s, "
             f"{summary.images_per_second:.1f} images/s)"
         )
+        if summary.placed_from_library:
+            click.echo(f"placed {summary.placed_from_library} photos without GPS from the "
+                       "library's own GPS photos that look like them (in the index only: "
+                       "`phototagger info FILE` shows where)")
         if summary.outside_links:
             links = "link leads" if summary.outside_links == 1 else "links lead"
             click.echo(f"{summary.outside_links} {links} out of the scanned folders: not "
@@ -531,26 +548,14 @@ def _printable(path: str) -> str:
     "`untag` rejects), none, person (a person's tags and removals), or all.",
 )
 @click.option("--suggested", is_flag=True, help="The same as --state suggested.")
-@click.option(
-    "--format",
-    "output",
-    default="table",
-    show_default=True,
-    type=click.Choice(["table", "json", "csv", "paths"]),
-)
-@click.option(
-    "-0",
-    "--null",
-    is_flag=True,
-    help="With --format paths: end each path with a NUL byte, for xargs -0 (spaces, newlines).",
-)
+@output_options
 @db_option
 def query(
     landmark, country, city, min_confidence, under, limit, state, suggested, output, null, db
 ) -> None:
     """Find photos in the index: tagged ones, or those in another --state."""
     if null and output != "paths":
-        raise click.UsageError("--null goes with --format paths")
+        raise click.UsageError("--null goes with --format paths")  # before the index is read
     if suggested and state not in ("tagged", "suggested"):
         raise click.UsageError("--suggested is --state suggested: give one of them")
     state = "suggested" if suggested else state
@@ -568,6 +573,13 @@ def query(
         )
         rows = [_photo_row(photo) for photo in photos]
         paths = [photo.fs_path for photo in photos]
+    _print_photos(rows, paths, output, null)
+
+
+def _print_photos(rows: list[dict], paths: list[str], output: str, null: bool) -> None:
+    """Photo rows (``_photo_row``, maybe with more fields first) in the format asked for."""
+    if null and output != "paths":
+        raise click.UsageError("--null goes with --format paths")
     if output == "paths":  # exact bytes, one per line (or NUL-ended), for xargs
         out = sys.stdout.buffer
         for path in paths:
@@ -576,7 +588,7 @@ def query(
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     elif output == "csv":
         buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(_photo_row_fields()))
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else _PHOTO_FIELDS)
         writer.writeheader()
         writer.writerows(rows)
         click.echo(buffer.getvalue(), nl=False)
@@ -584,8 +596,8 @@ def query(
         _print_table(rows)
 
 
-def _photo_row_fields() -> tuple[str, ...]:
-    return ("path", "landmark", "confidence", "state", "city", "country", "latitude", "longitude")
+_PHOTO_FIELDS = ("path", "landmark", "confidence", "state", "city", "country", "latitude",
+                 "longitude")
 
 
 def _photo_row(photo) -> dict:
@@ -612,7 +624,55 @@ def _print_table(rows: list[dict]) -> None:
         confidence = shown.get(row["state"]) or (
             "-" if row["confidence"] is None else f"{row['confidence']:.2f}")
         place = ", ".join(part for part in (row["city"], row["country"]) if part)
-        click.echo(f"{row['path']}\t{row['landmark'] or '-'}\t{confidence}\t{place}")
+        lead = f"{row['similarity']:.3f}\t" if "similarity" in row else ""
+        click.echo(f"{lead}{row['path']}\t{row['landmark'] or '-'}\t{confidence}\t{place}")
+
+
+@main.command()
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--limit", default=10, show_default=True, type=click.IntRange(1))
+@output_options
+@model_option
+@db_option
+def similar(file, limit, output, null, model_path, db) -> None:
+    """Photos of the library that look like FILE, best first, with their similarity.
+
+    An indexed FILE is looked up by its stored embedding (no decoding, no torch); any other
+    image is decoded and embedded as `predict` does."""
+    from phototagger import search
+    from phototagger.model import network_id
+
+    if null and output != "paths":
+        raise click.UsageError("--null goes with --format paths")
+    network = network_id(model_path or config.DEFAULT_MODEL)
+    library = open_library(db, existing=True)
+    with library.session() as session:
+        photo = library.photo_at(session, library.indexed_path(session, file))
+        query = search.embedding_of(session, photo, network)
+        if query is None:
+            query = _embedding(load_model(model_path, "cpu"), file)
+        found = search.similar(session, network, query, limit,
+                               exclude=photo.id if photo is not None else None)
+        if not found and not len(search.stored(session, network)[0]):
+            raise ConfigError("no photo in this index has an embedding by this model's network "
+                              "(`phototagger scan --force` gives them one)")
+        rows = [{"similarity": round(similarity, 4), **_photo_row(photo)}
+                for photo, similarity in found]
+        paths = [photo.fs_path for photo, _ in found]
+    _print_photos(rows, paths, output, null)
+
+
+def _embedding(model: LandmarkModel, file: Path):
+    """The embedding of an image the index does not know, decoded as a scan decodes it."""
+    from phototagger.errors import ImageError
+    from phototagger.vocabulary import embed_photos
+
+    if not file.is_file():
+        raise ConfigError(f"no such file, and none in the index: {file}")
+    embedded, skipped = embed_photos(model, [str(file)])
+    if skipped:
+        raise ImageError(f"{_printable(skipped[0][0])}: {skipped[0][1]}")
+    return embedded[0][1]
 
 
 @main.command()
@@ -700,23 +760,36 @@ def landmarks(model_path, db) -> None:
 
 @main.command()
 @click.argument("name")
-@click.argument("photos", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("photos", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--from-place", "place_id", metavar="ID",
+              help="Learn it from the photos of place ID (`phototagger places`) instead.")
 @place_options
 @model_option
 @wait_option
 @db_option
-def learn(name, photos, city, region, country, country_code, lat, lon, model_path, wait,
-          db) -> None:
-    """Add landmark NAME to this index from PHOTOS of it (files or folders, at least 5),
-    without retraining; then re-decide the indexed photos from their stored embeddings."""
+def learn(name, photos, place_id, city, region, country, country_code, lat, lon, model_path,
+          wait, db) -> None:
+    """Add landmark NAME to this index from PHOTOS of it (files or folders, at least 5) or
+    from a place's photos, without retraining; then re-decide the indexed photos from their
+    stored embeddings."""
     from phototagger.vocabulary import learn as learn_landmark
+    from phototagger.vocabulary import learn_place
 
+    if bool(photos) == bool(place_id):
+        raise click.UsageError("give PHOTOS or --from-place ID, not both and not neither")
     started = time.monotonic()
     place = _place(city, region, country, country_code, lat, lon)
-    result = learn_landmark(open_library(db), load_model(model_path, "cpu"), name, photos,
-                            place, wait)
+    model = load_model(model_path, "cpu")
+    if place_id:
+        result = learn_place(open_library(db, existing=True), model, name, place_id, place,
+                             wait)
+    else:
+        result = learn_landmark(open_library(db), model, name, photos, place, wait)
     landmark, redecided = result.landmark, result.redecided
     where = ", ".join(p for p in (landmark.city, landmark.country) if p)
+    if place_id and landmark.has_location and lat is None:
+        where = ", ".join(p for p in (where, f"at its photos' GPS median {landmark.latitude:.5f},"
+                                      f" {landmark.longitude:.5f}") if p)
     click.echo(f"learned {landmark.name}" + (f" ({where})" if where else "")
                + f" from {result.photos} photos ({result.added} new) in "
                f"{time.monotonic() - started:.1f} s")
@@ -731,6 +804,54 @@ def learn(name, photos, city, region, country, country_code, lat, lon, model_pat
     for path, reason in result.skipped:
         click.echo(f"skipped {_printable(path)}: {reason}", err=True)
     sys.exit(EXIT_FAILURES if result.skipped else EXIT_OK)
+
+
+@main.command()
+@click.option("--min-photos", default=5, show_default=True, type=click.IntRange(2),
+              help="The fewest photos a place is made of.")
+@click.option("--format", "output", default="table", show_default=True,
+              type=click.Choice(["table", "json", "csv", "paths"]))
+@model_option
+@db_option
+def places(min_photos, output, model_path, db) -> None:
+    """Groups of untagged photos that look like the same place, largest first, with the
+    median and spread of their camera GPS; `learn NAME --from-place ID` names one."""
+    from phototagger.model import network_id
+    from phototagger.places import find_places
+
+    network = network_id(model_path or config.DEFAULT_MODEL)
+    library = open_library(db, existing=True)
+    with library.session() as session:
+        found = find_places(session, network, min_photos)
+    rows = [{"place": p.id, "photos": len(p.paths),
+             "latitude": None if p.latitude is None else round(p.latitude, 6),
+             "longitude": None if p.longitude is None else round(p.longitude, 6),
+             "gps_photos": p.gps_photos,
+             "spread_km": None if p.spread_km is None else round(p.spread_km, 3),
+             "paths": p.paths} for p in found]
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif output == "csv":  # a row a photo
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["place", "path", "latitude", "longitude", "spread_km"])
+        writer.writerows([row["place"], path, row["latitude"], row["longitude"],
+                          row["spread_km"]] for row in rows for path in row["paths"])
+        click.echo(buffer.getvalue(), nl=False)
+    elif output == "paths":
+        for row in rows:
+            for path in row["paths"]:
+                click.echo(path)
+    elif not rows:
+        click.echo("no places: no group of untagged photos looks alike", err=True)
+    for row in rows if output == "table" else []:
+        gps = "no camera GPS"
+        if row["gps_photos"]:
+            gps = (f"camera GPS of {row['gps_photos']}: median {row['latitude']:.5f}, "
+                   f"{row['longitude']:.5f}, spread {row['spread_km']:.2f} km")
+        click.echo(f"place {row['place']}: {row['photos']} photos, {gps}")
+        for path in row["paths"]:
+            click.echo(f"  {path}")
 
 
 @main.command()
@@ -796,6 +917,12 @@ def info(file, db) -> None:
                 click.echo(f"why: {explanation}")
             if photo.camera_latitude is not None:
                 click.echo(f"camera GPS: {photo.camera_latitude:.6f}, {photo.camera_longitude:.6f}")
+            elif photo.estimated_latitude is not None:
+                click.echo(f"estimated position: {photo.estimated_latitude:.6f}, "
+                           f"{photo.estimated_longitude:.6f} [from {photo.estimated_photos} "
+                           "photos of this library with camera GPS that look like it, within "
+                           f"{photo.estimated_spread_km:.2f} km; a suggestion, not written "
+                           "into the file]")
             for prediction in photo.predictions:
                 guess = landmarks.get(prediction.slug)
                 evidence = "" if prediction.similarity is None else (

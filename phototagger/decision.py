@@ -16,10 +16,14 @@
    against ordinary photos). Short of either it is a *suggestion* (in the index, for a person
    to confirm; never written into a file). A model file without reference photos
    (format 1) can only suggest.
+
+It also holds the rule for a position estimated from the library's own GPS
+(:func:`place_from_library`): a suggestion like a landmark's, never over camera GPS.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -206,3 +210,50 @@ def decide(evidence: Evidence | None, facts: Facts, policy: Policy) -> Decision:
     if evidence.probability < policy.tag_floor:
         return Decision(Outcome.SUGGESTED, Reason.UNSURE, evidence)
     return Decision(Outcome.TAGGED, Reason.VERIFIED, evidence)
+
+
+# -- a position from the library's own GPS -------------------------------------------------
+
+#: A GPS-less photo takes the position of the library's photos with camera GPS that it looks
+#: this much like (the cosine of their embeddings) ...
+PLACE_SIMILARITY = 0.85
+#: ... of its most alike ones, at most this many, at least PLACE_MATCHES ...
+PLACE_NEIGHBOURS = 5
+PLACE_MATCHES = 2
+#: ... taken within this long of it, where both have a capture time ...
+PLACE_WITHIN_S = 3 * 86400.0
+#: ... and lying this near their median: their median is its estimated position.
+PLACE_SPREAD_KM = 1.0
+
+
+@dataclass(frozen=True)
+class PositionEstimate:
+    """Where a GPS-less photo was probably taken, from photos of the same library."""
+
+    latitude: float
+    longitude: float
+    #: The farthest of the matching photos' positions from the median, in km.
+    spread_km: float
+    #: How many photos with camera GPS it came from.
+    photos: int
+
+
+def place_from_library(
+    matches: Sequence[tuple[float, tuple[float, float], float | None]],
+) -> PositionEstimate | None:
+    """The one rule for a position estimated from the library: ``matches`` are the most alike
+    photos with camera GPS, best first, as (similarity, position, seconds apart or None when
+    either has no capture time). A photo with its own camera GPS is never asked about."""
+    import statistics
+
+    from phototagger.landmarks import distance_km
+
+    near = [position for similarity, position, apart in matches[:PLACE_NEIGHBOURS]
+            if similarity >= PLACE_SIMILARITY and (apart is None or apart <= PLACE_WITHIN_S)]
+    if len(near) < PLACE_MATCHES:
+        return None
+    median = (statistics.median(lat for lat, _ in near), statistics.median(lon for _, lon in near))
+    spread = max(distance_km(median, position) for position in near)
+    if spread > PLACE_SPREAD_KM:
+        return None
+    return PositionEstimate(median[0], median[1], spread, len(near))

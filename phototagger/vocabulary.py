@@ -230,19 +230,55 @@ def learn(
 ) -> Learning:
     """Add ``name`` to the index's vocabulary from these photos (or add them to its gallery),
     then re-decide the indexed photos from their stored embeddings."""
+    landmark = _new(model, name, place)
+    files = photo_paths(paths)
+    if not files:
+        raise ConfigError("no photos given (folders with no image files in them)")
+    embedded, skipped = embed_photos(model, files)
+    return _learn(library, model, landmark, embedded, skipped, wait, policy)
+
+
+def learn_place(
+    library: Library,
+    model: LandmarkModel,
+    name: str,
+    place_id: str,
+    place: dict | None = None,
+    wait: float = 10,
+    policy: Policy | None = None,
+) -> Learning:
+    """Learn ``name`` from a place's photos (phototagger.places), from their stored
+    embeddings; without coordinates given, it stands at the place's GPS median when tight."""
+    from phototagger.places import place as find_place
+
+    place = dict(place or {})
+    _new(model, name, place)  # its name and coordinates checked before the clustering
+    with library.session() as session:
+        found = find_place(session, model.network_id, place_id)
+    if found.position is not None and place.get("latitude") is None \
+            and place.get("longitude") is None:
+        place["latitude"], place["longitude"] = found.position
+    return _learn(library, model, _new(model, name, place),
+                  list(zip(found.paths, found.vectors, strict=True)), [], wait, policy)
+
+
+def _new(model: LandmarkModel, name: str, place: dict | None) -> Landmark:
     landmark = new_landmark(name, **(place or {}))
     if model.landmark(landmark.slug) is not None:
         raise ConfigError(f"{name!r} is one of the model's own landmarks already")
     if model.network_id is None:
         raise ConfigError(f"{model.path} has no reference photos (format 1): it cannot learn")
-    files = photo_paths(paths)
-    if not files:
-        raise ConfigError("no photos given (folders with no image files in them)")
-    embedded, skipped = embed_photos(model, files)
+    return landmark
+
+
+def _learn(library: Library, model: LandmarkModel, landmark: Landmark,
+           embedded: list[tuple[str, np.ndarray]], skipped: list[tuple[str, str]],
+           wait: float, policy: Policy | None) -> Learning:
     with library.lock(wait), library.session() as session:
         row = session.get(orm.Landmark, landmark.slug)
         if row is not None and not row.learned:
-            raise ConfigError(f"{name!r} is the name of another model's landmark in this index")
+            raise ConfigError(
+                f"{landmark.name!r} is the name of another model's landmark in this index")
         rows = session.execute(
             select(orm.GalleryPhoto.source, orm.GalleryPhoto.vector).where(
                 orm.GalleryPhoto.slug == landmark.slug,

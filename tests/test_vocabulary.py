@@ -1,63 +1,23 @@
 """Learning a landmark from a few photos: a tiny landmark set made here, a real SQLite index,
 real JPEGs, the real tag writer, exiftool as the independent reader."""
 
-import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
-from PIL import Image
 from sqlalchemy import select
 
-from images import FIXTURES
+from colour_photos import colour_model, photo
 from phototagger import cli, imaging, tags
 from phototagger.errors import ConfigError
-from phototagger.imaging import PreprocessSpec, load_input
 from phototagger.index import Library
 from phototagger.index import tables as orm
-from phototagger.landmarks import read_gazetteer
-from phototagger.model import LandmarkModel, save_model_file
 from phototagger.scan.pipeline import Scanner, ScanOptions
 from phototagger.vocabulary import forget, learn
 from tests.tags.exiftool import exiftool_json, needs_exiftool
-from tiny_model import TinyNet, gated, tiny_model_meta
-
-#: Kinds of photo told apart by colour, as the tiny network sees them: the model's own
-#: landmarks (green, yellow, purple), ordinary photos (grey), and two places it never saw.
-COLOURS = {"green": (40, 170, 60), "yellow": (220, 200, 40), "purple": (130, 40, 160),
-           "grey": (128, 128, 128), "red": (200, 40, 40), "blue": (40, 60, 200)}
-
-
-def photo(path, kind: str, seed: int):
-    """A textured photo of one kind, different for each seed."""
-    rng = np.random.default_rng(seed)
-    pixels = (np.array(COLOURS[kind], dtype=float) + rng.normal(0, 25, (96, 128, 3))
-              + np.linspace(-30, 30, 128)[None, :, None] * rng.uniform(-1, 1))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels.clip(0, 255).astype("uint8")).save(path, quality=92)
-    return path
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    """A model whose reference photos make its evidence real: green is its first landmark,
-    yellow its second, purple its third, grey its ordinary photos."""
-    folder = tmp_path_factory.mktemp("vocabulary-model")
-    torch.manual_seed(0)
-    classes = [lm.to_dict() for lm in read_gazetteer(FIXTURES / "gazetteer.csv").values()]
-    meta = tiny_model_meta(classes)
-    spec = PreprocessSpec.from_dict(meta["preprocess"])
-
-    def tensor(kind, seed):
-        return load_input(photo(folder / f"{kind}{seed}.jpg", kind, seed), spec)[0]
-
-    references = [(tensor(kind, i), label) for label, kind in enumerate(["green", "yellow",
-                                                                         "purple"])
-                  for i in range(6)]
-    ordinary = [tensor("grey", i) for i in range(6)]
-    module, evidence = gated(TinyNet(len(classes)).eval(), len(classes), references, ordinary,
-                             tag_margin=0.1, suggest_margin=0.0, tag_probability=0.5)
-    save_model_file(module, {"evidence": evidence, **meta}, folder / "model.pt")
-    return LandmarkModel.load(folder / "model.pt", "cpu")
+    return colour_model(tmp_path_factory.mktemp("vocabulary-model"))
 
 
 @pytest.fixture

@@ -104,6 +104,13 @@ class Photo(Base):
     taken_at: Mapped[datetime | None] = mapped_column(DateTime)
     camera_latitude: Mapped[float | None] = mapped_column(Float)
     camera_longitude: Mapped[float | None] = mapped_column(Float)
+    #: Where a photo without camera GPS was probably taken, from the library's photos with
+    #: camera GPS that look like it (phototagger.location): a suggestion, never camera GPS;
+    #: how far apart those photos lay, and how many they were.
+    estimated_latitude: Mapped[float | None] = mapped_column(Float)
+    estimated_longitude: Mapped[float | None] = mapped_column(Float)
+    estimated_spread_km: Mapped[float | None] = mapped_column(Float)
+    estimated_photos: Mapped[int | None] = mapped_column(Integer)
     #: The share of the model's view with visible detail (imaging.detail); None: not measured.
     detail: Mapped[float | None] = mapped_column(Float)
     #: ok | failed | missing

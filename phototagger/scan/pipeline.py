@@ -35,6 +35,7 @@ from phototagger.filetags import (
 from phototagger.index import BestGuess, Library, path_key
 from phototagger.index import tables as orm
 from phototagger.landmarks import Landmark
+from phototagger.location import estimate_library
 from phototagger.memory import frozen_heap, retain_freed_memory
 from phototagger.model import LandmarkModel
 from phototagger.scan.changes import Plan, Work, plan_changes
@@ -100,6 +101,9 @@ class ScanSummary:
     kept_by_person: int = 0
     untagged: int = 0
     predicted: int = 0
+    #: Of the GPS-less photos this scan predicted, those given a position estimated from the
+    #: library's own GPS (phototagger.location).
+    placed_from_library: int = 0
     failed: list[dict] = field(default_factory=list)
     seconds: float = 0.0
     dry_run: bool = False
@@ -166,6 +170,8 @@ class Scanner:
         self._stop = threading.Event()
         #: The landmarks the index learned (phototagger.vocabulary), read as a run starts.
         self.vocabulary = Vocabulary([])
+        #: Ids of the photos this run embedded: those whose position it estimates.
+        self._embedded: list[int] = []
 
     def request_stop(self) -> None:
         """End the scan early and cleanly: the batch in hand is recorded, the tag writes under
@@ -206,6 +212,9 @@ class Scanner:
                 summary.interrupted = True
             else:
                 self._predict(session, plan.work, model_row, summary)
+                if self._embedded and self.model.network_id is not None:
+                    summary.placed_from_library = estimate_library(
+                        session, self.model.network_id, self._embedded)
             summary.seconds = time.monotonic() - started
             run.finished = datetime.now(UTC)
             run.summary = summary.to_dict()
@@ -213,6 +222,7 @@ class Scanner:
             if self.options.dry_run:
                 session.rollback()
         self._stop.clear()  # a Scanner can run again
+        self._embedded = []
         return summary
 
     def _commit(self, session: Session) -> None:
@@ -570,6 +580,7 @@ class Scanner:
         ]
         if vectors:
             session.execute(insert(orm.Embedding), vectors)
+            self._embedded.extend(row["photo_id"] for row in vectors)
         return to_write
 
     def _record(
