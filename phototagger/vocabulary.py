@@ -174,6 +174,10 @@ class Learning:
     redecided: Redecided
 
 
+class KnownLandmarkError(ConfigError):
+    """Photos to learn a landmark from that show one the model knows."""
+
+
 def photo_paths(paths: Iterable[str | os.PathLike]) -> list[str]:
     """The files given, and the image files inside the folders given (as a scan walks them)."""
     from phototagger.scan.changes import looks_like_image
@@ -191,24 +195,42 @@ def photo_paths(paths: Iterable[str | os.PathLike]) -> list[str]:
 
 def embed_photos(model: LandmarkModel, paths: Sequence[str]) -> tuple[
         list[tuple[str, np.ndarray]], list[tuple[str, str]]]:
-    """Each photo's embedding, decoded as a scan decodes it; those that fail, with why."""
+    """Each photo's embedding, decoded as a scan decodes it; those that fail, with why.
+
+    Photos most of which the model itself tags as one of its landmarks are refused: learnt
+    under another name, that landmark would take over the model's own tags of it."""
     import torch
 
     from phototagger.imaging import load_input
 
-    inputs, kept, skipped = [], [], []
+    inputs, details, kept, skipped = [], [], [], []
     for path in paths:
         try:
-            inputs.append(load_input(path, model.preprocess)[0])
-            kept.append(path)
+            tensor, facts = load_input(path, model.preprocess)
         except ImageError as error:
             skipped.append((path, str(error).replace(f"{path}: ", "", 1)))
+            continue
+        inputs.append(tensor)
+        details.append(facts.detail)
+        kept.append(path)
     if not inputs:
         return [], skipped
-    embeddings = model.scores(torch.stack(inputs)).embeddings
-    if embeddings is None:
+    scores = model.scores(torch.stack(inputs))
+    if scores.embeddings is None:
         raise ConfigError(f"{model.path} has no reference photos (format 1): it cannot learn")
-    return list(zip(kept, embeddings.numpy(), strict=True)), skipped
+    policy = Policy.of(model)
+    known = [ranked[0].landmark for ranked, detail in zip(model.ranked(scores, 1), details,
+                                                          strict=True)
+             if decide(ranked[0], Facts(detail), policy).tagged]
+    if known:
+        landmark = max(set(known), key=known.count)
+        count = known.count(landmark)
+        if count * 2 > len(kept):
+            raise KnownLandmarkError(
+                f"{count} of these {len(kept)} photos show {landmark.name}, which the model "
+                f"knows already: tag them with it (`phototagger tag PHOTO... --landmark "
+                f"{landmark.name!r}`)")
+    return list(zip(kept, scores.embeddings.numpy(), strict=True)), skipped
 
 
 def agreement(vectors: np.ndarray) -> tuple[float, np.ndarray]:

@@ -10,9 +10,11 @@ from phototagger import cli, imaging, tags
 from phototagger.errors import ConfigError
 from phototagger.index import Library
 from phototagger.index import tables as orm
+from phototagger.model import LandmarkModel
 from phototagger.scan.pipeline import Scanner, ScanOptions
-from phototagger.vocabulary import forget, learn
+from phototagger.vocabulary import KnownLandmarkError, forget, learn
 from tests.tags.exiftool import exiftool_json, needs_exiftool
+from tiny_model import build_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -111,6 +113,12 @@ def test_bad_input_to_learn(library, model, tmp_path):
         learn(library, model, "Red Fort", photos, {"latitude": 95.0, "longitude": 10.0})
     with pytest.raises(ConfigError, match="one of the model's own landmarks"):
         learn(library, model, "Eiffel Tower", photos)
+    # photos the model tags as one of its own landmarks (this one tags every photo), under
+    # another name, would take its tags of that landmark over
+    tags_all = LandmarkModel.load(build_tiny_model(tmp_path / "open.pt"), "cpu")
+    with pytest.raises(KnownLandmarkError, match=r"5 of these 5 photos show \w.*, which the "
+                                                 "model knows already: tag them with it"):
+        learn(library, tags_all, "Paris Tower", photos)
     result = learn(library, model, "Red Fort", [tmp_path / "teach"])  # a folder
     assert result.photos == 5 and [p for p, _ in result.skipped] == [
         str(tmp_path / "teach" / "broken.jpg")]
