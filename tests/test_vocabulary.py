@@ -164,3 +164,26 @@ def test_the_commands(model, tmp_path):
     assert run(cli.main, ["scan", str(root), *common, "--workers", "0"]).exit_code == 0
     out = run(cli.main, ["forget", "Red Fort", *common])
     assert out.exit_code == 0 and "forgot Red Fort: its tags taken out of 2 files" in out.output
+
+
+def test_a_photo_tagged_in_the_app_joins_the_learned_landmark(library, model, tmp_path):
+    """The app's tag is the same as `tag`: a photo a person tags there with a learned
+    landmark adds to what it was learnt from."""
+    from phototagger.web import create_app
+
+    root = library_of(tmp_path, {"blue": 1})
+    scan(library, model, root, write="none")
+    learn(library, model, "Red Fort", teaching(tmp_path))
+
+    def gallery() -> int:
+        with library.session() as session:
+            return len(session.scalars(select(orm.GalleryPhoto.id)).all())
+
+    before = gallery()
+    with library.session() as session:
+        pid = library.photo_at(session, next(root.rglob("*.jpg"))).id
+    client = create_app(model=model, library=library).test_client()
+    response = client.post(f"/api/photos/{pid}/tag", json={"landmark": "Red Fort",
+                                                           "write": "none"})
+    assert response.status_code == 200, response.json
+    assert gallery() == before + 1

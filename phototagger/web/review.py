@@ -27,6 +27,7 @@ def review_suggestions(
     *,
     wait: float,
     estimate_position: bool = True,
+    network: str | None = None,
 ) -> list[Reviewed]:
     """Confirm the suggestion of each photo in ``confirm`` and reject those in ``reject``;
     ``suggested``: each photo's path and suggested landmark (slug), by id. The answers come
@@ -38,7 +39,7 @@ def review_suggestions(
     for slug, ids in by_landmark.items():
         paths = [suggested[pid][0] for pid in ids]
         outcomes = confirm_landmark(library, paths, slug, write, wait=wait,
-                                    estimate_position=estimate_position)
+                                    estimate_position=estimate_position, network=network)
         done.update({("confirm", pid): o for pid, o in zip(ids, outcomes, strict=True)})
     if reject:
         outcomes = remove_landmark(library, [suggested[pid][0] for pid in reject], wait=wait)

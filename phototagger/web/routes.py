@@ -334,7 +334,8 @@ def api_tag(photo_id: int):
     with _library().session() as session:
         path = _served_photo(session, photo_id)[0].fs_path
     [outcome] = _correcting(confirm_landmark, _library(), [path], name.strip(), write,
-                            estimate_position=_settings()["estimate_position"])
+                            estimate_position=_settings()["estimate_position"],
+                            network=_model().network_id)  # as `tag`: a learned one learns it
     return _outcome_response(photo_id, outcome)
 
 
@@ -406,7 +407,8 @@ def api_review():
                       "already?): reload the page")
             suggested[pid] = (photo.fs_path, photo.suggestion.slug)
     reviewed = _correcting(review_suggestions, _library(), suggested, confirm, reject, write,
-                           estimate_position=_settings()["estimate_position"])
+                           estimate_position=_settings()["estimate_position"],
+                           network=_model().network_id)
     with _library().session() as session:
         results = [
             {"id": r.photo_id, "action": r.action, "ok": r.outcome.ok, "message": said(r),
