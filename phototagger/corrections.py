@@ -179,6 +179,10 @@ def _remove_one(session: Session, path: str, photo: orm.Photo | None, retag: boo
     kept = retag and persons
     suggested = photo is not None and photo.landmark_slug is None and photo.suggested_slug
     if photo is not None and not kept:
+        if photo.landmark_slug is not None:
+            from phototagger.vocabulary import remove_from_gallery
+
+            remove_from_gallery(session, photo.landmark_slug, photo.path)
         photo.landmark_slug = photo.confidence = photo.model_pk = None
         photo.suggested_slug = None  # a rejected suggestion is a removal too
         photo.tag_state = None if retag else "removed"

@@ -336,6 +336,13 @@ def _learn(library: Library, model: LandmarkModel, landmark: Landmark,
     return Learning(shown, len(embedded), len(vectors), skipped, median, outliers, redecided)
 
 
+def remove_from_gallery(session: Session, slug: str, source: str) -> None:
+    """A person took ``slug`` off this photo: it is no longer a photo of that landmark to
+    learn from (for any network)."""
+    session.execute(delete(orm.GalleryPhoto).where(orm.GalleryPhoto.slug == slug,
+                                                   orm.GalleryPhoto.source == source))
+
+
 def add_to_gallery(library: Library, session: Session, slug: str, network: str,
                    path: str) -> bool:
     """Add an indexed photo a person tagged with a learned landmark to its gallery, from its

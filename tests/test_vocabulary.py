@@ -166,7 +166,8 @@ def test_the_commands(model, tmp_path):
     assert out.exit_code == 0 and "forgot Red Fort: its tags taken out of 2 files" in out.output
 
 
-def test_a_photo_tagged_in_the_app_joins_the_learned_landmark(library, model, tmp_path):
+def test_a_photo_tagged_in_the_app_joins_the_learned_landmark_until_untagged(
+        library, model, tmp_path):
     """The app's tag is the same as `tag`: a photo a person tags there with a learned
     landmark adds to what it was learnt from."""
     from phototagger.web import create_app
@@ -187,3 +188,6 @@ def test_a_photo_tagged_in_the_app_joins_the_learned_landmark(library, model, tm
                                                            "write": "none"})
     assert response.status_code == 200, response.json
     assert gallery() == before + 1
+    # and a person's untag takes it out again: not a photo of it to learn from any more
+    assert client.post(f"/api/photos/{pid}/untag", json={}).status_code == 200
+    assert gallery() == before
