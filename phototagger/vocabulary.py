@@ -39,6 +39,7 @@ from phototagger.index import Library
 from phototagger.index import tables as orm
 from phototagger.landmarks import Landmark, new_landmark
 from phototagger.model import LandmarkModel
+from phototagger.places import ORDINARY_LIMIT
 
 if TYPE_CHECKING:
     import torch
@@ -198,7 +199,8 @@ def embed_photos(model: LandmarkModel, paths: Sequence[str]) -> tuple[
     """Each photo's embedding, decoded as a scan decodes it; those that fail, with why.
 
     Photos most of which the model itself tags as one of its landmarks are refused: learnt
-    under another name, that landmark would take over the model's own tags of it."""
+    under another name, that landmark would take over the model's own tags of it. So are
+    photos most of which look like ordinary photos (as ``places`` leaves them out)."""
     import torch
 
     from phototagger.imaging import load_input
@@ -218,6 +220,13 @@ def embed_photos(model: LandmarkModel, paths: Sequence[str]) -> tuple[
     scores = model.scores(torch.stack(inputs))
     if scores.embeddings is None:
         raise ConfigError(f"{model.path} has no reference photos (format 1): it cannot learn")
+    ordinary = int((scores.ordinary >= ORDINARY_LIMIT).sum()) if scores.ordinary is not None \
+        else 0
+    if ordinary * 2 > len(kept):
+        raise ConfigError(
+            f"{ordinary} of these {len(kept)} photos look like ordinary photos of no landmark "
+            "(as the model's photos of food, faces or documents do): a landmark is learnt "
+            "from photos of the place")
     policy = Policy.of(model)
     known = [ranked[0].landmark for ranked, detail in zip(model.ranked(scores, 1), details,
                                                           strict=True)
