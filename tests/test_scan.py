@@ -869,3 +869,14 @@ def test_a_scan_removes_the_temporary_copy_a_killed_write_left(library, model, t
     assert (summary.found, summary.failed) == (1, [])
     assert not old.exists() and recent.exists()  # a write may still be using a recent one
     assert f"removed {old}: a temporary copy left by a scan that was killed" in caplog.text
+
+
+def test_an_index_only_scan_counts_the_tags_it_takes_out_of_the_index(model, tmp_path):
+    """A raised threshold with --write none takes the index's tags back: the summary says so
+    (it said 'untagged 0'); the files keep theirs until a scan writes."""
+    root = tmp_path / "photos"
+    write_jpeg(root / "a.jpg")
+    library = Library(f"sqlite:///{tmp_path / 'index.sqlite3'}")
+    assert scan(library, model, root, threshold=0.0).tagged == 1
+    assert scan(library, model, root, threshold=1.0, write="none").untagged == 1
+    assert tags.read_tags(root / "a.jpg") is not None

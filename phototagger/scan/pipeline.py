@@ -697,8 +697,10 @@ class Scanner:
 
     def _take_back(self, session: Session, photo: orm.Photo, summary: ScanSummary) -> None:
         """The model no longer vouches for an automatic tag: a wrong tag is worse than none."""
+        in_index = photo.tag_state == "auto"
         photo.landmark_slug = photo.confidence = photo.tag_state = photo.model_pk = None
         if self.options.write == "none":
+            summary.untagged += in_index  # out of the index; of the file at the next writing
             return
         if self.options.dry_run:
             summary.untagged += 1  # what the real run would do
