@@ -37,7 +37,7 @@ from phototagger.decision import Evidence, Facts, Outcome, Policy, decide
 from phototagger.errors import ConfigError, ImageError
 from phototagger.index import Library
 from phototagger.index import tables as orm
-from phototagger.landmarks import Landmark, new_landmark
+from phototagger.landmarks import Landmark, fold, new_landmark
 from phototagger.model import LandmarkModel
 from phototagger.places import ORDINARY_LIMIT
 
@@ -295,8 +295,11 @@ def learn_place(
 
 def _new(model: LandmarkModel, name: str, place: dict | None) -> Landmark:
     landmark = new_landmark(name, **(place or {}))
-    if model.landmark(landmark.slug) is not None:
-        raise ConfigError(f"{name!r} is one of the model's own landmarks already")
+    wanted = fold(name)
+    if model.landmark(landmark.slug) is not None or any(
+            wanted in {fold(lm.name), *map(fold, lm.aliases)} for lm in model.classes):
+        raise ConfigError(f"{name!r} is one of the model's own landmarks already (its name or "
+                          "another name of it)")
     if model.network_id is None:
         raise ConfigError(f"{model.path} has no reference photos (format 1): it cannot learn")
     return landmark
