@@ -138,6 +138,10 @@ def _search_filters() -> dict:
     except ValueError:
         abort(400, "min_confidence and limit must be numbers")
     filters["limit"] = max(1, min(limit, SEARCH_LIMIT))
+    filters["under"] = request.args.get("under", "").strip() or None  # as query --under
+    if filters["under"] is not None and ("\x00" in filters["under"]
+                                         or not os.path.isabs(filters["under"])):
+        abort(400, "under must be an absolute folder path")
     filters["state"] = request.args.get("state", "").strip() or "tagged"
     if filters["state"] not in STATES:
         abort(400, f"state must be one of {', '.join(STATES)}")
@@ -184,7 +188,8 @@ def library_page():
     filters = _search_filters()
     library = _library()
     with library.session() as session:
-        searched = any(filters[key] for key in ("landmark", "country", "city", "min_confidence"))
+        searched = any(filters[key] for key in ("landmark", "country", "city", "min_confidence",
+                                                "under"))
         photos = [photo_dict(p) for p in _servable(session, library.find(session, **filters))]
         counts = library.landmark_counts(session)
         landmarks = [lm for lm in library.all_landmarks(session) if counts.get(lm.slug)]

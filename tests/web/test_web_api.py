@@ -255,6 +255,12 @@ def test_search_by_landmark_country_and_city(client, library, photos):
     assert client.get("/api/photos", query_string={"limit": "2"}).json["truncated"] is True
     bad = client.get("/api/photos", query_string={"min_confidence": "lots"})
     assert bad.status_code == 400 and "number" in bad.json["error"]
+    trip = client.get("/api/photos", query_string={"under": str(photos / "trip")}).json
+    assert sorted(p["path"] for p in trip["photos"]) == sorted(
+        str(p) for p in (photos / "trip").glob("*.jpg"))  # as query --under: that folder only
+    assert client.get("/api/photos", query_string={"under": "/etc"}).json["count"] == 0
+    for odd in ("trip", "/a\x00b"):
+        assert client.get("/api/photos", query_string={"under": odd}).status_code == 400
 
 
 def test_library_page_lists_thumbnails_and_filters(client):
