@@ -523,7 +523,8 @@ def _record(session: Session, changed: list[tuple[int, list[Evidence]]],
         )
         if photo.tag_state in ("confirmed", "removed"):
             continue
-        change = {"id": photo_id, "decision": decision.reason.value}
+        change = {"id": photo_id, "decision": decision.reason.value,
+                  "decided_threshold": policy.threshold}
         if decision.tagged:
             change |= {"landmark_slug": best.landmark.slug, "confidence": best.probability,
                        "tag_state": "auto", "model_pk": model_row.id, "suggested_slug": None}

@@ -492,3 +492,12 @@ def test_landmarks_before_the_first_scan(env):
     assert out.splitlines() and all(line.split()[0] == "0" for line in out.splitlines())
     code, _, err = run("landmarks", "--model", env["model"], "--db", env["tmp"] / "typo.db")
     assert code == 2 and "no index at" in err
+
+
+def test_info_explains_with_the_threshold_the_scan_used(env):
+    """A scan's --threshold decided the photo: info's why quotes it, not the model's own."""
+    assert run("scan", env["root"], "--model", env["model"], "--workers", 0,
+               "--threshold", 0.9)[0] == 0
+    _, out, _ = run("info", env["root"] / "rome" / "a.jpg")
+    [why] = [line for line in out.splitlines() if line.startswith("why: ")]
+    assert why.endswith("below the threshold 0.90: not tagged"), why

@@ -27,7 +27,7 @@ def test_first_use_migrates_a_real_sqlite_file_in_wal_mode(tmp_path):
     assert {"photos", "predictions", "models", "runs", "writes", "landmarks",
             "embeddings", "gallery", "alembic_version"} <= tables
     assert connection.execute("pragma journal_mode").fetchone()[0] == "wal"
-    assert connection.execute("select version_num from alembic_version").fetchone()[0] == "0009"
+    assert connection.execute("select version_num from alembic_version").fetchone()[0] == "0010"
 
 
 @both_backends

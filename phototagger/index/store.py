@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -499,7 +499,10 @@ def recorded_explanation(photo: orm.Photo, landmarks: dict[str, gazetteer.Landma
     evidence = Evidence(landmark, latest.probability, latest.similarity, latest.ordinary)
     camera = (photo.camera_latitude, photo.camera_longitude)
     decision = Decision.recorded(photo.decision, evidence, None if None in camera else camera)
-    return decision.explain(Policy.recorded(latest.model))
+    policy = Policy.recorded(latest.model)
+    if photo.decided_threshold is not None:  # the scan's own --threshold
+        policy = replace(policy, threshold=photo.decided_threshold)
+    return decision.explain(policy)
 
 
 def _row_dict(row: orm.Landmark) -> dict:

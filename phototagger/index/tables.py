@@ -128,6 +128,8 @@ class Photo(Base):
     )
     #: Why the last scan decided as it did (a phototagger.decision.Reason).
     decision: Mapped[str | None] = mapped_column(String(20))
+    #: The threshold it was decided with (a scan's --threshold); None: the model's own.
+    decided_threshold: Mapped[float | None] = mapped_column(Float)
     #: Why the landmark could not be written into the file; the next scan tries again.
     write_error: Mapped[str | None] = mapped_column(Text)
     model_pk: Mapped[int | None] = mapped_column(ForeignKey("models.id"))

@@ -614,7 +614,7 @@ class Scanner:
             Facts(facts.detail, item.camera_gps, photo.tag_state),
             self.policy,
         )
-        photo.decision = decision.reason.value
+        photo.decision, photo.decided_threshold = decision.reason.value, self.policy.threshold
         if decision.reason in (Reason.PERSON, Reason.REMOVED):
             photo.suggested_slug = None
             request = self._persons_tag_to_rewrite(session, photo)
