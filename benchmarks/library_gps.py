@@ -14,12 +14,10 @@ seeded 30 % is hidden; each of those is estimated from the others by phototagger
 
 from __future__ import annotations
 
-import argparse
 import math
-from pathlib import Path
 
 import numpy as np
-from places import embed, sample
+from places import embedded_sample
 
 from phototagger import decision
 from phototagger.landmarks import distance_km, read_gazetteer
@@ -36,23 +34,16 @@ def scattered(rng, centre: tuple[float, float], km: float) -> tuple[float, float
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/places-embeddings.npz"))
-    args = parser.parse_args()
-    paths, labels = sample(args.data)
-    if not args.cache.is_file():
-        np.savez(args.cache, **embed(paths))
-    vectors = np.load(args.cache)["vectors"]
-    gazetteer = read_gazetteer(args.data / "landmarks" / "landmarks.csv")
+    data, labels, vectors, _ = embedded_sample(__doc__.splitlines()[0])
+    gazetteer = read_gazetteer(data / "landmarks" / "landmarks.csv")
     rng = np.random.default_rng(0)
     homes = [(float(rng.uniform(-40, 60)), float(rng.uniform(-120, 140))) for _ in range(20)]
     truth = [scattered(rng, (gazetteer[label].latitude, gazetteer[label].longitude), 0.3)
              if label else scattered(rng, homes[int(rng.integers(20))], 3.0)
              for label in labels]
-    hidden = rng.random(len(paths)) < HIDDEN
+    hidden = rng.random(len(labels)) < HIDDEN
     kinds = np.array([bool(label) for label in labels])
-    print(f"{len(paths)} photos, GPS hidden on {hidden.sum()} "
+    print(f"{len(labels)} photos, GPS hidden on {hidden.sum()} "
           f"({(hidden & kinds).sum()} landmark, {(hidden & ~kinds).sum()} ordinary)")
     for threshold in (0.7, 0.75, 0.8, 0.85, 0.9):
         decision.PLACE_SIMILARITY = threshold

@@ -61,6 +61,20 @@ def embed(paths: list[str]) -> dict[str, np.ndarray]:
     return {"vectors": np.vstack(vectors), "ordinary": np.concatenate(ordinary)}
 
 
+def embedded_sample(description: str) -> tuple[Path, list[str], np.ndarray, np.ndarray]:
+    """The command line both benchmarks take, and the sample's labels, embeddings and ordinary
+    similarities (embedded once, then read from the cache)."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/places-embeddings.npz"))
+    args = parser.parse_args()
+    paths, labels = sample(args.data)
+    if not args.cache.is_file():
+        np.savez(args.cache, **embed(paths))
+    cached = np.load(args.cache)
+    return args.data, labels, cached["vectors"], cached["ordinary"]
+
+
 def score(labels: list[str], clusters: np.ndarray) -> str:
     clustered = pure = covered = 0
     for label in set(clusters.tolist()) - {-1}:
@@ -78,15 +92,7 @@ def score(labels: list[str], clusters: np.ndarray) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"))
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/places-embeddings.npz"))
-    args = parser.parse_args()
-    paths, labels = sample(args.data)
-    if not args.cache.is_file():
-        np.savez(args.cache, **embed(paths))
-    cached = np.load(args.cache)
-    vectors, ordinary = cached["vectors"], cached["ordinary"]
+    _, labels, vectors, ordinary = embedded_sample(__doc__.splitlines()[0])
     print(f"{LANDMARKS} landmarks x {PER_LANDMARK} photos, {len(ORDINARY_FOLDERS)} kinds of "
           f"ordinary photo x {PER_FOLDER}")
     print(f"places.cluster (as `places` does):        {score(labels, cluster(vectors))}")
