@@ -52,3 +52,19 @@ def test_a_scan_places_gps_less_photos_from_the_library(tmp_path):
     assert "estimated position: 28.65" in out and "from 4 photos of this library" in out
     code, out, _ = run("info", root / "blue" / "0.jpg", "--db", db)
     assert "estimated position" not in out
+
+
+def test_a_photo_gone_from_the_library_does_not_stop_the_next_estimate(tmp_path):
+    """Embeddings outlive photos that went missing or failed: the estimate skips them."""
+    model = colour_model(tmp_path / "model")
+    root = tmp_path / "library"
+    for i in range(4):
+        photo(root / "red" / f"{i}.jpg", "red", 1000 + i, gps_exif(HERE[0], HERE[1]))
+    db = f"sqlite:///{tmp_path / 'index.sqlite3'}"
+    common = ["--model", model.path, "--db", db, "--workers", "0", "--write", "none"]
+    assert run("scan", root, *common)[0] == 0
+    (root / "red" / "0.jpg").unlink()  # missing now, its embedding still stored
+    photo(root / "red" / "new.jpg", "red", 1010)  # a GPS-less photo to place
+    code, out, err = run("scan", root, *common)
+    assert code == 0, err
+    assert "placed 1 photo" in out
