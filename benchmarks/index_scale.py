@@ -15,8 +15,9 @@ What it measures, with the code a scan and ``query`` run (nothing re-implemented
 - ``query --landmark`` (all matches, and the first 100), ``query --under`` a folder,
   ``query --suggested --limit 100``: ``Library.find``; floor: counting the matches in SQL;
   each also as the command ``phototagger query`` (a new process: start-up included);
-- recording 10,000 new predictions (top-5 each) through the scan's own ``_record_batch``,
-  in its batches of 32 with a commit each; floor: the same rows inserted in one statement;
+- recording 10,000 new predictions (top-5 each) through the scan's own record stage
+  (``Recorder.batch``), in its batches of 32 with a commit each; floor: the same rows
+  inserted in one statement;
 - ``EXPLAIN ANALYZE`` of the statements those issued (PostgreSQL).
 """
 
@@ -32,7 +33,6 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-import torch
 from sqlalchemy import event, func, insert, select, text
 
 from phototagger import config
@@ -42,8 +42,11 @@ from phototagger.index import Library
 from phototagger.index import tables as orm
 from phototagger.model import LandmarkModel
 from phototagger.scan.changes import Work, plan_changes
-from phototagger.scan.dataset import Batch, Decoded
+from phototagger.scan.decode import Decoded
+from phototagger.scan.infer import Answer
+from phototagger.scan.item import ScanItem
 from phototagger.scan.pipeline import Scanner, ScanOptions, ScanSummary
+from phototagger.scan.record import Recorder
 from phototagger.scan.walk import FoundFile
 
 ROOT = "/library"
@@ -252,12 +255,12 @@ def recording(library: Library, scanner: Scanner, model: LandmarkModel, start: i
     started = time.perf_counter()
     with library.session() as session:
         model_row = library.ensure_model(session, model)
+        recorder = Recorder(library, model, model_row, scanner.policy, scanner.options, summary)
         for first in range(0, count, 32):
-            items = [Decoded(i, work[i].path, f"new{i:012x}", facts)
+            batch = [ScanItem(work[i], Decoded(i, work[i].path, f"new{i:012x}", facts),
+                              Answer(guesses, None))
                      for i in range(first, min(first + 32, count))]
-            batch = Batch(torch.empty(0), items)
-            answers = {item.index: guesses for item in items}
-            scanner._record_batch(session, batch, work, answers, model_row, summary)
+            recorder.batch(session, batch)
             session.commit()
     seconds = time.perf_counter() - started
 

@@ -406,7 +406,7 @@ def _logging(log_file: Path | None) -> Iterator[None]:
     """Warnings a person must see (the scan went on, but not as it should) go to stderr, even
     with --quiet; with ``log_file`` everything is appended there too (its folder made if need
     be: a fresh ~/.local/state has none). Failed files are left to the summary on stderr."""
-    from phototagger.scan.pipeline import failures_log
+    from phototagger.scan.summary import failures_log
 
     to_stderr = logging.StreamHandler(sys.stderr)
     to_stderr.setLevel(logging.WARNING)

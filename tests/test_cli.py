@@ -439,7 +439,7 @@ def test_scan_warnings_reach_stderr_and_failed_files_are_left_to_the_summary(cap
     import logging
 
     from phototagger.cli import _logging
-    from phototagger.scan.pipeline import failures_log
+    from phototagger.scan.summary import failures_log
 
     with _logging(None):
         logging.getLogger("phototagger.scan").warning("decoding workers cannot share")

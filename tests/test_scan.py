@@ -8,6 +8,7 @@ import signal
 import struct
 import subprocess
 import sys
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -25,8 +26,13 @@ from phototagger.hashing import file_hash
 from phototagger.index import Library
 from phototagger.index import tables as orm
 from phototagger.model import LandmarkModel
-from phototagger.scan import dataset, pipeline
+from phototagger.scan import dataset, decode, pipeline
+from phototagger.scan.engines import local
+from phototagger.scan.engines.local import LocalEngine
+from phototagger.scan.infer import Inference
 from phototagger.scan.pipeline import Scanner, ScanOptions
+from phototagger.scan.record import Recorder
+from phototagger.vocabulary import Vocabulary
 from postgres_cluster import both_backends
 from tiny_model import build_tiny_model
 
@@ -40,6 +46,12 @@ needs_forked_workers = pytest.mark.skipif(
 def scan(library, model, root, **options):
     options.setdefault("workers", 0)
     return Scanner(library, model, ScanOptions(**options)).run([root])
+
+
+def local_engine(model, **options) -> LocalEngine:
+    """The local engine as a scan with these options makes it (no learned landmarks)."""
+    return LocalEngine(Inference(model, Vocabulary([])), ScanOptions(**options),
+                       threading.Event())
 
 
 def photos(library) -> dict[str, orm.Photo]:
@@ -95,7 +107,7 @@ def test_rescan_opens_nothing_unchanged_and_follows_moves(library, model, tmp_pa
     def no_decoding(*args, **kwargs):
         raise AssertionError("an unchanged or moved photo was decoded")
 
-    monkeypatch.setattr(dataset, "prepare", no_decoding)
+    monkeypatch.setattr(decode, "prepare", no_decoding)
     summary = scan(library, model, root)
     assert (summary.unchanged, summary.predicted, summary.tagged) == (4, 0, 0)
 
@@ -307,17 +319,17 @@ def test_unreadable_and_vanishing_files(library, model, tmp_path, monkeypatch):
     write_jpeg(root / "fine.jpg")
     write_jpeg(root / "locked.jpg", seed=1)
     write_jpeg(root / "vanishing.jpg", seed=2)
-    real_read = dataset.read_file
+    real_read = decode.read_file
 
     def read_file(path):
         name = Path(path).name
         if name == "locked.jpg":  # root reads anything, so permissions are simulated here
-            raise dataset.ImageError("cannot read: Permission denied")
+            raise decode.ImageError("cannot read: Permission denied")
         if name == "vanishing.jpg":
             os.unlink(path)
         return real_read(path)
 
-    monkeypatch.setattr(dataset, "read_file", read_file)
+    monkeypatch.setattr(decode, "read_file", read_file)
     summary = scan(library, model, root)
     reasons = {Path(f["path"]).name: f["reason"] for f in summary.failed}
     assert reasons == {"locked.jpg": "cannot read: Permission denied",
@@ -506,7 +518,7 @@ def test_excluded_files_are_not_missing_and_returning_files_need_no_decode(
     (root / "keep" / "a.jpg").rename(tmp_path / "a.jpg")  # the disk goes away for a night
     assert scan(library, model, root).missing == 1
     (tmp_path / "a.jpg").rename(root / "keep" / "a.jpg")
-    monkeypatch.setattr(dataset, "prepare", lambda *a: pytest.fail("decoded again"))
+    monkeypatch.setattr(decode, "prepare", lambda *a: pytest.fail("decoded again"))
     summary = scan(library, model, root)
     assert (summary.unchanged, summary.predicted) == (2, 0)
     assert photos(library)["a.jpg"].status == "ok"
@@ -529,14 +541,14 @@ def test_a_decoder_that_kills_its_worker_costs_only_its_file(library, model, tmp
     root = tmp_path / "photos"
     for seed in range(7):
         write_jpeg(root / f"{seed}.jpg", seed=seed)
-    real_prepare = dataset.prepare
+    real_prepare = decode.prepare
 
     def crashing_prepare(data, spec):
         if data == (root / "3.jpg").read_bytes():
             os._exit(9)  # as a native decoder crash would: the worker process dies
         return real_prepare(data, spec)
 
-    monkeypatch.setattr(dataset, "prepare", crashing_prepare)
+    monkeypatch.setattr(decode, "prepare", crashing_prepare)
     summary = scan(library, model, root, workers=2, batch_size=2)
     assert [(Path(f["path"]).name, f["reason"]) for f in summary.failed] == [
         ("3.jpg", "the decoder crashed on this file")]
@@ -583,14 +595,14 @@ def test_phototaggers_own_gps_estimate_is_never_taken_for_the_cameras(library, m
 
 
 def test_decoding_workers_and_network_threads_follow_the_cores(monkeypatch, library, model):
-    scanner = Scanner(library, model, ScanOptions())
-    monkeypatch.setattr(pipeline, "_cores", lambda: 16)
+    scanner = local_engine(model)
+    monkeypatch.setattr(local, "_cores", lambda: 16)
     assert scanner._decoding_workers() == 8  # a CPU: decoding and the network share the cores
     assert scanner._network_threads(default=16) == 8
     assert scanner._network_threads(default=4) == 4  # never more than torch would use
-    monkeypatch.setattr(pipeline, "_cores", lambda: 2)
+    monkeypatch.setattr(local, "_cores", lambda: 2)
     assert (scanner._decoding_workers(), scanner._network_threads(default=2)) == (2, 1)
-    asked = Scanner(library, model, ScanOptions(workers=0))
+    asked = local_engine(model, workers=0)
     assert (asked._decoding_workers(), asked._network_threads(default=2)) == (0, 2)
 
 
@@ -605,7 +617,7 @@ def test_the_network_takes_every_core_once_the_workers_are_through(
     root = tmp_path / "photos"
     for index in range(6):
         write_jpeg(root / f"{index}.jpg", seed=index)
-    real_prepare = dataset.prepare
+    real_prepare = decode.prepare
 
     def slow_last_file(data, spec):  # holds the last batch back in its worker
         if data == (root / "5.jpg").read_bytes():
@@ -620,9 +632,9 @@ def test_the_network_takes_every_core_once_the_workers_are_through(
         threads_seen.append(torch.get_num_threads())
         return real_scores(inputs, **options)
 
-    monkeypatch.setattr(dataset, "prepare", slow_last_file)
+    monkeypatch.setattr(decode, "prepare", slow_last_file)
     monkeypatch.setattr(model, "scores", scores)
-    monkeypatch.setattr(pipeline, "_cores", lambda: 2)
+    monkeypatch.setattr(local, "_cores", lambda: 2)
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
@@ -643,7 +655,7 @@ def test_work_given_for_while_decoding_runs_once_the_workers_have_started(
 
     paths = [str(write_jpeg(tmp_path / f"{index}.jpg", seed=index)) for index in range(4)]
     events = []
-    scanner = Scanner(library, model, ScanOptions(workers=2, batch_size=2))
+    scanner = local_engine(model, workers=2, batch_size=2)
     batches = scanner._batches(
         paths, while_decoding=lambda: events.append(len(multiprocessing.active_children()))
     )
@@ -659,7 +671,7 @@ def test_decoding_workers_yield_the_cores_and_leave_ctrl_c_to_the_main_process(
     path = write_jpeg(tmp_path / "IMG_0.jpg", seed=0)
     # The worker is forked after this patch: it reports its niceness where GPS would go, and
     # whether it ignores SIGINT and SIGHUP (which a terminal sends to the whole group).
-    monkeypatch.setattr(dataset, "read_camera_gps", lambda *_: (
+    monkeypatch.setattr(decode, "read_camera_gps", lambda *_: (
         float(os.nice(0)), float(signal.getsignal(signal.SIGINT) == signal.SIG_IGN
                                  == signal.getsignal(signal.SIGHUP))))
     loader = dataset.make_loader([str(path)], model.preprocess, batch_size=1, workers=1)
@@ -701,7 +713,7 @@ def test_a_file_decoded_apart_without_shared_memory_is_decoded_here(
         raise RuntimeError("unable to write to file </torch_1_2_0>: No space left on device")
 
     monkeypatch.setattr(torch.Tensor, "share_memory_", no_room)
-    batch = Scanner(library, model, ScanOptions())._isolated(str(path), 7, pin=False)
+    batch = local_engine(model)._isolated(str(path), 7, pin=False)
     [item] = batch.items
     assert (item.index, item.error, tuple(batch.inputs.shape)) == (7, None, (1, 3, 64, 64))
 
@@ -713,13 +725,13 @@ def test_a_scan_asked_to_stop_keeps_what_it_did_and_the_next_goes_on(
     for seed in range(6):
         write_jpeg(root / f"{seed}.jpg", seed=seed)
     scanner = Scanner(library, model, ScanOptions(workers=0, batch_size=2, threshold=0.0))
-    record_batch = Scanner._record_batch
+    record_batch = Recorder.batch
 
     def stop_after_first_batch(self, *args):  # as the CLI's Ctrl-C or SIGTERM handler does
-        self.request_stop()
+        scanner.request_stop()
         return record_batch(self, *args)
 
-    monkeypatch.setattr(Scanner, "_record_batch", stop_after_first_batch)
+    monkeypatch.setattr(Recorder, "batch", stop_after_first_batch)
     summary = scanner.run([root])
     monkeypatch.undo()
     assert summary.interrupted and (summary.predicted, summary.tagged) == (2, 2)

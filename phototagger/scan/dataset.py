@@ -1,7 +1,4 @@
-"""Decode photos in DataLoader workers; a file that fails becomes a value, never an exception.
-
-Each file is read once: its bytes are hashed (for move detection) and decoded from memory.
-"""
+"""The local engine's decoding: the decode stage in DataLoader workers, stacked into batches."""
 
 from __future__ import annotations
 
@@ -10,8 +7,6 @@ import logging
 import multiprocessing
 import os
 import signal
-import sys
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,31 +14,13 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from phototagger.errors import ImageError
-from phototagger.hashing import content_hash
-from phototagger.imaging import ImageFacts, PreprocessSpec, prepare, read_file
+from phototagger.imaging import PreprocessSpec
 from phototagger.memory import retain_freed_memory
-from phototagger.tags import ReadTags, read_camera_gps, read_tags
+from phototagger.scan.decode import Decoded, decode_file, native_messages
 
 #: How much lower decoding workers run than the process that consumes their batches.
 WORKER_NICENESS = 5
 log = logging.getLogger("phototagger.scan")
-
-
-@dataclass
-class Decoded:
-    """One file's outcome: facts and a tensor, or the reason it could not be decoded."""
-
-    index: int
-    path: str
-    content_hash: str | None = None
-    facts: ImageFacts | None = None
-    #: The camera's own GPS position (phototagger's estimates are not the camera's).
-    camera_gps: tuple[float, float] | None = None
-    #: phototagger's own record in the file or its sidecar (a person's `tag`, or an earlier
-    #: scan's), whatever the index knows.
-    file_tag: ReadTags | None = None
-    error: str | None = None
 
 
 @dataclass
@@ -76,7 +53,7 @@ class PhotoDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Decoded, torch.Tensor | None]:
         try:
-            return self._decode(index)
+            return decode_file(index, self.paths[index], self.spec)
         finally:
             with self._finished.get_lock():
                 self._finished.value += 1
@@ -84,67 +61,6 @@ class PhotoDataset(Dataset):
     def all_decoded(self) -> bool:
         """Whether every file has been through a worker (their batches may still be queued)."""
         return self._finished.value >= len(self.paths)
-
-    def _decode(self, index: int) -> tuple[Decoded, torch.Tensor | None]:
-        path = self.paths[index]
-        outcome = Decoded(index, path)
-        tensor = None
-        try:
-            data = read_file(path)
-            outcome.content_hash = content_hash(data)
-            tensor, outcome.facts = prepare(data, self.spec)
-            outcome.camera_gps = read_camera_gps(path, data)
-            outcome.file_tag = _file_tag(path, data)
-        except ImageError as error:
-            outcome.error = str(error)
-        said = _native_messages.said()
-        if said and outcome.error:
-            outcome.error += f" ({said})"
-        elif said:
-            log.info("%s: the decoder said: %s", path, said)
-        return outcome, tensor
-
-
-class _NativeMessages:
-    """In a decoding worker, standard error (fd 2) is a file of the worker's own: what C
-    decoders print there (libtiff's "OJPEGReadHeaderInfoSecTablesQTable: Missing JPEG
-    tables.") is read back after each photo and joins its reason, or the log (--log), so a
-    cron run with --quiet stays silent. A worker does nothing else: nothing else is caught."""
-
-    #: Enough for a few lines; a decoder that says more is cut short.
-    LIMIT = 1000
-
-    def __init__(self) -> None:
-        self._file = None
-
-    def catch(self) -> None:
-        self._file = tempfile.TemporaryFile(buffering=0)
-        sys.stderr.flush()
-        os.dup2(self._file.fileno(), 2)
-
-    def said(self) -> str:
-        """What was printed since the last call, on one line; "" where nothing is caught."""
-        if self._file is None:
-            return ""
-        fd = self._file.fileno()
-        if not os.lseek(fd, 0, os.SEEK_END):
-            return ""
-        os.lseek(fd, 0, os.SEEK_SET)
-        text = os.read(fd, self.LIMIT).decode("utf-8", "replace")
-        os.ftruncate(fd, 0)
-        os.lseek(fd, 0, os.SEEK_SET)
-        return "; ".join(line.strip() for line in text.splitlines() if line.strip())
-
-
-_native_messages = _NativeMessages()
-
-
-def _file_tag(path: str, data: bytes) -> ReadTags | None:
-    """phototagger's tag in the file or its sidecar (whatever an index may have forgotten)."""
-    try:
-        return read_tags(path, data)
-    except Exception:  # another tool's XMP we cannot read holds no tag of ours
-        return None
 
 
 class _InProcessCount:
@@ -220,7 +136,7 @@ def _init_worker(worker_id: int) -> None:
     # Inherited from the main process when workers are forked, not when they are spawned.
     retain_freed_memory()
     _defer_to_main_process()
-    _native_messages.catch()
+    native_messages.catch()
     # Ctrl-C and a closed terminal's SIGHUP reach the whole process group: the main process
     # decides how the scan ends (Scanner.request_stop), and stops its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
