@@ -28,6 +28,7 @@ from phototagger import config
 from phototagger.errors import ConfigError, PhototaggerError
 from phototagger.filetags import WRITE_MODES
 from phototagger.index.store import STATES
+from phototagger.scan.options import ENGINES
 
 if TYPE_CHECKING:
     from phototagger.index import Library
@@ -264,6 +265,24 @@ def _defaults_from_file(ctx: click.Context, path: Path) -> dict:
     "--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"])
 )
 @click.option(
+    "--engine",
+    default="local",
+    show_default=True,
+    type=click.Choice(ENGINES),
+    help="What decodes and predicts: this process and its workers, or a Ray cluster "
+    "(pip install 'phototagger[ray]'; every node must see the photos at the same paths).",
+)
+@click.option(
+    "--ray-address",
+    metavar="ADDR",
+    help="The Ray cluster to use (host:port, or 'auto') [default: a Ray started for the scan].",
+)
+@click.option(
+    "--ray-actors",
+    type=click.IntRange(1, 1024),
+    help="Inference actors on Ray [default: one per GPU, or one per two CPUs].",
+)
+@click.option(
     "--threshold",
     type=click.FloatRange(0, 1),
     help="Minimum confidence to tag [default: the model's own].",
@@ -320,6 +339,9 @@ def scan(
     batch_size,
     workers,
     device,
+    engine,
+    ray_address,
+    ray_actors,
     threshold,
     write,
     dry_run,
@@ -334,6 +356,7 @@ def scan(
     log_file,
 ) -> None:
     """Find photos under PATHS, predict their landmarks, index them and write tags."""
+    from phototagger.scan.engines import check_engine
     from phototagger.scan.pipeline import Scanner, ScanOptions
 
     options = ScanOptions(
@@ -349,8 +372,14 @@ def scan(
         preserve_mtime=keep_mtime,
         estimate_position=position,
         follow_links=follow_links,
+        engine=engine,
+        ray_address=ray_address,
+        ray_actors=ray_actors,
     )
+    if ray_address and engine != "ray":
+        raise click.UsageError("--ray-address needs --engine ray")
     with _logging(log_file):
+        check_engine(options)  # before the index is made or the model read
         scanner = Scanner(open_library(db, dry_run), load_model(model_path, device), options)
         with _stopping_on_signals(scanner) as received:
             summary = scanner.run(paths)
@@ -1124,6 +1153,8 @@ _SOURCES = {
 _UNSET = {
     "threshold": "the model's own",
     "workers": "half the cores on a CPU, all but two with CUDA",
+    "ray-address": "a Ray started for each scan",
+    "ray-actors": "one per GPU, or one per two CPUs",
 }
 
 

@@ -21,7 +21,8 @@ DEFAULT_MODEL = Path(__file__).parent / "models" / "default.pt"
 DB_ENV = "PHOTOTAGGER_DB"
 CONFIG_ENV = "PHOTOTAGGER_CONFIG"
 #: What a config file may set: the options of these names, on every command that has one.
-SETTINGS = ("db", "threshold", "write", "exclude", "workers", "device", "position")
+SETTINGS = ("db", "threshold", "write", "exclude", "workers", "device", "position", "engine",
+            "ray-address", "ray-actors")
 
 
 def default_db_url() -> str:

@@ -63,6 +63,7 @@ def test_config_shows_each_setting_and_where_it_came_from(library, monkeypatch):
     assert 'write = "sidecar"  # command line' in lines
     assert 'device = "auto"  # default' in lines
     assert "# workers: half the cores on a CPU, all but two with CUDA  (default)" in lines
+    assert 'engine = "local"  # default' in lines
 
 
 def test_the_platforms_config_folder_is_read_without_the_variable(library, monkeypatch):
@@ -81,7 +82,7 @@ def test_the_platforms_config_folder_is_read_without_the_variable(library, monke
     "text, message",
     [
         ("treshold = 0.9\n", "unknown setting 'treshold' (known: db, threshold, write, exclude,"
-         " workers, device, position)"),
+         " workers, device, position, engine, ray-address, ray-actors)"),
         ("threshold = 1.5\n", "threshold: 1.5 is not in the range 0<=x<=1."),
         ('threshold = "high"\n', "threshold must be a number, not \"high\""),
         ('write = "inside"\n', "write: 'inside' is not one of 'embed', 'sidecar', 'none'."),

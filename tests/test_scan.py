@@ -676,7 +676,7 @@ def test_decoding_workers_yield_the_cores_and_leave_ctrl_c_to_the_main_process(
                                  == signal.getsignal(signal.SIGHUP))))
     loader = dataset.make_loader([str(path)], model.preprocess, batch_size=1, workers=1)
     (batch,) = list(loader)
-    expected = min(19, os.nice(0) + dataset.WORKER_NICENESS)
+    expected = min(19, os.nice(0) + decode.WORKER_NICENESS)
     assert batch.items[0].camera_gps == (float(expected), 1.0)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # here: untouched
 

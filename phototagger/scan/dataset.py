@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
-import os
 import signal
 import threading
 from collections.abc import Sequence
@@ -16,10 +15,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from phototagger.imaging import PreprocessSpec
 from phototagger.memory import retain_freed_memory
-from phototagger.scan.decode import Decoded, decode_file, native_messages
+from phototagger.scan.decode import Decoded, decode_file, defer_to_inference, native_messages
 
-#: How much lower decoding workers run than the process that consumes their batches.
-WORKER_NICENESS = 5
 log = logging.getLogger("phototagger.scan")
 
 
@@ -135,23 +132,10 @@ def make_loader(
 def _init_worker(worker_id: int) -> None:
     # Inherited from the main process when workers are forked, not when they are spawned.
     retain_freed_memory()
-    _defer_to_main_process()
+    defer_to_inference()
     native_messages.catch()
     # Ctrl-C and a closed terminal's SIGHUP reach the whole process group: the main process
     # decides how the scan ends (Scanner.request_stop), and stops its workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "SIGHUP"):
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-
-def _defer_to_main_process() -> None:
-    """Let the main process (network, index, tag writers) win when cores are contended.
-
-    It is the pipeline's single consumer: ahead of it, workers only fill the prefetch queue
-    and then leave the last batches to it alone, one core idle. Measured on two cores, 200
-    photos of 12 MP, six paired runs: 16.9-19.3 images/s at equal priority, 18.0-21.4 with
-    workers at niceness +5, faster in every pair.
-    """
-    if hasattr(os, "nice"):  # elsewhere (Windows) equal priority: slower, still correct
-        with contextlib.suppress(OSError):
-            os.nice(WORKER_NICENESS)

@@ -6,6 +6,7 @@ engine), so both engines see a file the same way.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -20,6 +21,9 @@ from phototagger.imaging import ImageFacts, PreprocessSpec, prepare, read_file
 from phototagger.tags import ReadTags, read_camera_gps, read_tags
 
 log = logging.getLogger("phototagger.scan")
+
+#: How much lower a decoding process runs than the inference that consumes its batches.
+WORKER_NICENESS = 5
 
 
 @dataclass
@@ -56,6 +60,25 @@ def decode_file(index: int, path: str, spec: PreprocessSpec) -> tuple[Decoded, t
     elif said:
         log.info("%s: the decoder said: %s", path, said)
     return outcome, tensor
+
+
+def defer_to_inference() -> None:
+    """Let inference (and, locally, the index and tag writers) win when cores are contended.
+
+    It is the pipeline's single consumer: ahead of it, decoders only fill the queue and then
+    leave the last batches to it alone, one core idle. Measured on two cores, 200 photos of
+    12 MP, six paired runs: 16.9-19.3 images/s at equal priority, 18.0-21.4 with decoding
+    workers at niceness +5, faster in every pair. Once per process: niceness adds up.
+    """
+    global _deferred
+    if _deferred or not hasattr(os, "nice"):  # elsewhere (Windows) equal priority: slower
+        return
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
+    _deferred = True
+
+
+_deferred = False
 
 
 def _file_tag(path: str, data: bytes) -> ReadTags | None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+#: What can run the decode and infer stages (phototagger.scan.engines).
+ENGINES = ("local", "ray")
+
 
 @dataclass
 class ScanOptions:

@@ -31,7 +31,7 @@ from phototagger.landmarks import Landmark
 from phototagger.location import estimate_library
 from phototagger.model import LandmarkModel
 from phototagger.scan.changes import Plan, Work, plan_changes
-from phototagger.scan.engines import make_engine
+from phototagger.scan.engines import check_engine, make_engine
 from phototagger.scan.infer import Inference
 from phototagger.scan.item import ScanItem
 from phototagger.scan.options import ScanOptions
@@ -58,6 +58,7 @@ class Scanner:
         self.policy = Policy.of(model, self.options.threshold)
         if not 0 <= self.policy.threshold <= 1:
             raise ConfigError(f"threshold must lie between 0 and 1, not {self.policy.threshold}")
+        check_engine(self.options)
         self._stop = threading.Event()
         #: The landmarks the index learned (phototagger.vocabulary), read as a run starts.
         self.vocabulary = Vocabulary([])

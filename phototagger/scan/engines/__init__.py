@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from phototagger.errors import ConfigError
-from phototagger.scan.infer import Inference
 from phototagger.scan.item import ScanItem
-from phototagger.scan.options import ScanOptions
+from phototagger.scan.options import ENGINES, ScanOptions
 
-ENGINES = ("local", "ray")
+if TYPE_CHECKING:
+    from phototagger.scan.infer import Inference
 
 
 class Engine(Protocol):
@@ -24,14 +24,22 @@ class Engine(Protocol):
         event is set (closing the iterator cleans up)."""
 
 
-def make_engine(inference: Inference, options: ScanOptions, stop: threading.Event) -> Engine:
-    """The engine the options name."""
-    if options.engine == "local":
-        from phototagger.scan.engines.local import LocalEngine
+def check_engine(options: ScanOptions) -> None:
+    """Refuse, before a scan starts, an engine that is unknown or not installed."""
+    if options.engine not in ENGINES:
+        raise ConfigError(f"unknown engine {options.engine!r}: use {' or '.join(ENGINES)}")
+    if options.engine == "ray":
+        from phototagger.scan.engines.ray import require_ray
 
-        return LocalEngine(inference, options, stop)
+        require_ray()
+
+
+def make_engine(inference: Inference, options: ScanOptions, stop: threading.Event) -> Engine:
+    """The engine the options name (``check_engine`` has accepted them)."""
     if options.engine == "ray":
         from phototagger.scan.engines.ray import RayEngine
 
         return RayEngine(inference, options, stop)
-    raise ConfigError(f"unknown engine {options.engine!r}: use {' or '.join(ENGINES)}")
+    from phototagger.scan.engines.local import LocalEngine
+
+    return LocalEngine(inference, options, stop)
