@@ -84,6 +84,19 @@ function setUpPredict(form) {
   });
 }
 
+// What a form's action did stays on the page (naming a place: what was learned), with a link
+// to its photos; the form is spent.
+function done(form, message, answer) {
+  if (answer.url) {
+    const link = document.createElement("a");
+    link.href = answer.url;
+    link.textContent = "See its photos";
+    message.append(document.createElement("br"), link);
+  }
+  for (const field of form.elements) field.disabled = true;
+  form.hidden = true;
+}
+
 function setUpAction(form) {
   const message = form.parentElement.querySelector("[data-message]");
   form.addEventListener("submit", async (event) => {
@@ -100,6 +113,10 @@ function setUpAction(form) {
       const answer = await response.json().catch(() => ({}));
       message.classList.toggle("error", !response.ok);
       show(message, answer.message || answer.error || `the server answered ${response.status}`);
+      if (response.ok && form.dataset.then === "show") {
+        done(form, message, answer);
+        return;
+      }
       if (response.ok) setTimeout(() => window.location.reload(), 900);
     } catch (problem) {
       message.classList.add("error");
