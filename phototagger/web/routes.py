@@ -22,7 +22,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from phototagger import search
-from phototagger.corrections import LONGEST_NAME, Outcome, confirm_landmark, remove_landmark
+from phototagger.corrections import (
+    LONGEST_NAME,
+    Outcome,
+    UnknownLandmarkError,
+    confirm_landmark,
+    remove_landmark,
+)
 from phototagger.errors import ConfigError, ImageError, IndexLockedError, cut
 from phototagger.filetags import WRITE_MODES
 from phototagger.imaging import decode_sizes
@@ -362,6 +368,11 @@ def _correcting(correction, *args, **kwargs) -> list[Outcome]:
         return correction(*args, wait=LOCK_WAIT, **kwargs)
     except IndexLockedError:
         abort(409, "a scan is using the index right now: try again when it is done")
+    except UnknownLandmarkError as error:  # the page then asks for the new landmark's place
+        abort(make_response(jsonify(
+            error=f"unknown landmark {cut(error.name)!r}: see `phototagger landmarks`, or give "
+            "its place (city, country, latitude, longitude) to name a new one",
+            unknown_landmark=True), 400))
     except ConfigError as error:
         abort(400, str(error))
 
@@ -373,8 +384,8 @@ def _outcome_response(photo_id: int, outcome: Outcome):
     return jsonify(ok=outcome.ok, message=outcome.message, photo=photo), status
 
 
-#: The fields of a place a person names (as ``learn`` takes --city, --country, --lat,
-#: --lon): the JSON key, and the landmark field it fills.
+#: The fields of a place a person names (as ``tag`` and ``learn`` take --city, --country,
+#: --lat, --lon): the JSON key, and the landmark field it fills.
 PLACE_FIELDS = {"city": "city", "country": "country", "latitude": "latitude",
                 "longitude": "longitude"}
 
@@ -406,17 +417,23 @@ def _landmark_name(body: dict, key: str, example: str) -> str:
 
 @blueprint.post("/api/photos/<int:photo_id>/tag")
 def api_tag(photo_id: int):
-    """Confirm a landmark for an indexed photo, and write it into the file unless told not to."""
+    """Confirm a landmark for an indexed photo, and write it into the file unless told not to.
+
+    A name the index does not know, sent with its place (``city``, ``country``,
+    ``latitude``, ``longitude``), is a new landmark, as for ``tag --landmark NEW --city ...``;
+    without one, the answer says ``unknown_landmark`` so that the page asks for it."""
     body = _json_body()
-    name, write = body.get("landmark"), body.get("write", _settings()["write"])
-    if not isinstance(name, str) or not name.strip():
-        abort(400, 'say which landmark: {"landmark": "Eiffel Tower"}')
+    name = _landmark_name(body, "landmark", "Eiffel Tower")
+    write = body.get("write", _settings()["write"])
     if write not in WRITE_MODES:
         abort(400, f"write must be one of {', '.join(WRITE_MODES)}")
+    place = _place_fields(body)
+    if place is not None and len(name) > LONGEST_NAME:
+        abort(400, f"a new landmark's name is at most {LONGEST_NAME} characters")
     with _library().session() as session:
         path = _served_photo(session, photo_id)[0].fs_path
-    [outcome] = _correcting(confirm_landmark, _library(), [path], name.strip(), write,
-                            estimate_position=_settings()["estimate_position"],
+    [outcome] = _correcting(confirm_landmark, _library(), [path], name, write,
+                            estimate_position=_settings()["estimate_position"], place=place,
                             network=_model().network_id)  # as `tag`: a learned one learns it
     return _outcome_response(photo_id, outcome)
 

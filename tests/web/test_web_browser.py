@@ -309,3 +309,29 @@ def test_name_a_place_then_see_it_on_the_map_with_no_network(browser, places_ser
         assert set(page.locator("#similar .tile-name").all_inner_texts()[:5]) == {"Red Fort"}
     assert errors == []
 
+
+def test_tag_a_photo_with_a_landmark_the_app_does_not_know(browser, server, library, photos):
+    errors = []
+    page = watched_page(browser, errors)
+    with library.session() as session:
+        pid = library.photo_at(session, photos / "photo0.jpg").id
+    page.goto(f"{server}/photos/{pid}")
+    fields = page.locator("form.correct fieldset.new-place")
+    assert fields.is_hidden()
+    page.fill("form.correct input[name=landmark]", "Niagara Falls")
+    page.select_option("form.correct select[name=write]", "none")
+    page.click("form.correct button")
+    page.wait_for_selector("form.correct fieldset.new-place:not([hidden])")
+    assert "unknown landmark 'Niagara Falls'" in page.locator("[data-message]").inner_text()
+    fields.locator("input[name=city]").fill("Niagara Falls")
+    fields.locator("input[name=country]").fill("Canada")
+    fields.locator("input[name=latitude]").fill("43.0799")
+    fields.locator("input[name=longitude]").fill("-79.0747")
+    page.click("form.correct button")
+    page.wait_for_selector("[data-message]:has-text('confirmed as Niagara Falls')")
+    page.wait_for_selector("h1:has-text('Niagara Falls')")
+    assert "Niagara Falls, Canada" in page.locator(".place").inner_text()
+    with library.session() as session:
+        landmark = session.get(orm.Landmark, "niagara-falls")
+        assert (landmark.latitude, landmark.longitude) == (43.0799, -79.0747)
+    assert errors == []

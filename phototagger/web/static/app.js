@@ -84,6 +84,16 @@ function setUpPredict(form) {
   });
 }
 
+// A name the index does not know: the form's place fields (hidden and left out of what is sent
+// until now) ask where the new landmark stands, as `tag --landmark NEW --city ...` takes it.
+function askForPlace(form) {
+  const fields = form.querySelector("fieldset.new-place");
+  if (!fields || !fields.hidden) return;
+  fields.hidden = false;
+  fields.disabled = false;
+  fields.querySelector("input").focus();
+}
+
 // What a form's action did stays on the page (naming a place: what was learned), with a link
 // to its photos; the form is spent.
 function done(form, message, answer) {
@@ -113,6 +123,7 @@ function setUpAction(form) {
       const answer = await response.json().catch(() => ({}));
       message.classList.toggle("error", !response.ok);
       show(message, answer.message || answer.error || `the server answered ${response.status}`);
+      if (answer.unknown_landmark) askForPlace(form);
       if (response.ok && form.dataset.then === "show") {
         done(form, message, answer);
         return;
