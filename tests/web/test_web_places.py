@@ -260,3 +260,23 @@ def test_a_position_lies_in_the_box_its_pin_lists(value):
     south, west, north, east = cell(value, value / 2)
     assert south <= value < north and west <= value / 2 < east
     assert north - south == pytest.approx(0.01) and east - west == pytest.approx(0.01)
+
+
+def test_the_package_data_holds_every_file_the_app_serves():
+    """setup.cfg's globs do not recurse: a wheel leaves out any static folder they miss."""
+    import configparser
+    import glob
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    config = configparser.ConfigParser()
+    config.read(root / "setup.cfg")
+    patterns = config["options.package_data"]["phototagger"].split()
+    packaged = {path for pattern in patterns
+                for path in glob.glob(pattern, root_dir=root / "phototagger")}
+    web = root / "phototagger" / "web"
+    served = {str(path.relative_to(root / "phototagger"))
+              for folder in ("static", "templates") for path in (web / folder).rglob("*")
+              if path.is_file()}
+    assert "web/static/vendor/leaflet/images/marker-icon.png" in served
+    assert served - packaged == set()
