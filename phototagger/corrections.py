@@ -24,7 +24,11 @@ from phototagger.landmarks import Landmark, fold, match, new_landmark
 
 
 class UnknownLandmarkError(ConfigError):
-    """A name that designates no landmark the index knows."""
+    """A name that designates no landmark the index knows (``name``: as given)."""
+
+    def __init__(self, message: str, name: str):
+        super().__init__(message)
+        self.name = name
 
 
 @dataclass
@@ -48,7 +52,7 @@ def resolve_landmark(library: Library, session: Session, name: str) -> Landmark:
     if not found:
         raise UnknownLandmarkError(
             f"unknown landmark {cut(name)!r}: see `phototagger landmarks`, or give its place "
-            "(--city, --country, --lat, --lon) to name a new one")
+            "(--city, --country, --lat, --lon) to name a new one", name)
     choices = ", ".join(lm.name for lm in found[:8])
     raise ConfigError(f"{cut(name)!r} matches several landmarks ({choices}): be more precise")
 

@@ -393,11 +393,15 @@ class Library:
         city: str | None = None,
         min_confidence: float | None = None,
         under: str | os.PathLike | None = None,
+        estimated_in: tuple[float, float, float, float] | None = None,
         limit: int | None = None,
         state: str = "tagged",
     ) -> list[orm.Photo]:
         """Indexed photos in ``state`` (see STATES) matching every given filter; names match
-        partially, any case or accent, the landmark a photo is tagged with or suggested as."""
+        partially, any case or accent, the landmark a photo is tagged with or suggested as.
+        ``estimated_in``: (south, west, north, east), the photos whose position estimated from
+        the library's GPS (phototagger.location) lies at or past south and west and short of
+        north and east, so that boxes side by side share no photo (the app's map)."""
         if state not in STATES:
             raise ConfigError(f"unknown state {state!r}: use {', '.join(STATES)}")
         shown = func.coalesce(orm.Photo.landmark_slug, orm.Photo.suggested_slug)
@@ -424,6 +428,12 @@ class Library:
             )
         if under is not None:
             query = query.where(_under(orm.Photo.path, self.indexed_path(session, under)))
+        if estimated_in is not None:
+            south, west, north, east = estimated_in
+            query = query.where(orm.Photo.estimated_latitude >= south,
+                                orm.Photo.estimated_latitude < north,
+                                orm.Photo.estimated_longitude >= west,
+                                orm.Photo.estimated_longitude < east)
         if limit is not None:
             query = query.limit(limit)
         # The 49-odd landmark rows once, not joined into every photo row.

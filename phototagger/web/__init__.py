@@ -142,14 +142,18 @@ def _refuse_foreign_requests(_=None) -> None:
         raise Forbidden("cross-site request refused")
 
 
+def content_security_policy(images: Iterable[str] = ()) -> str:
+    """The app's policy: everything from the app itself, no inline script or style; a page
+    may add where its ``images`` come from (the Map page: online map tiles)."""
+    sources = " ".join(("'self'", "data:", *images))
+    return (f"default-src 'self'; img-src {sources}; style-src 'self'; script-src 'self'; "
+            "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
 def _security_headers(response):
     """No inline script or style, no framing, no MIME sniffing, no embedding by another site:
     cheap defences for a local app."""
-    response.headers.setdefault(
-        "Content-Security-Policy",
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        "object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
-    )
+    response.headers.setdefault("Content-Security-Policy", content_security_policy())
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     # Another site's page may not even embed the library's photos (<img src=...>).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections import defaultdict
 
@@ -12,13 +13,22 @@ from flask import (
     abort,
     current_app,
     jsonify,
+    make_response,
     render_template,
     request,
     url_for,
 )
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from phototagger.corrections import Outcome, confirm_landmark, remove_landmark
+from phototagger import search
+from phototagger.corrections import (
+    LONGEST_NAME,
+    Outcome,
+    UnknownLandmarkError,
+    confirm_landmark,
+    remove_landmark,
+)
 from phototagger.errors import ConfigError, ImageError, IndexLockedError, cut
 from phototagger.filetags import WRITE_MODES
 from phototagger.imaging import decode_sizes
@@ -27,8 +37,10 @@ from phototagger.index import tables as orm
 from phototagger.index.store import STATES, is_inside, recorded_explanation
 from phototagger.landmarks import Landmark
 from phototagger.model import LandmarkModel
+from phototagger.places import MIN_PHOTOS, find_places
 from phototagger.predict import predict_decoded
-from phototagger.vocabulary import Vocabulary
+from phototagger.vocabulary import Vocabulary, learn_place
+from phototagger.web import content_security_policy
 from phototagger.web.about import model_facts
 from phototagger.web.images import (
     PREVIEW_SIZE,
@@ -39,6 +51,8 @@ from phototagger.web.images import (
     map_url,
     upright_jpeg_of_file,
 )
+from phototagger.web.mapping import estimate_pins, landmark_pins, parse_box
+from phototagger.web.places import learned_summary, place_view
 from phototagger.web.review import review_suggestions, review_summary, said
 
 blueprint = Blueprint("web", __name__)
@@ -142,6 +156,10 @@ def _search_filters() -> dict:
     if filters["under"] is not None and ("\x00" in filters["under"]
                                          or not os.path.isabs(filters["under"])):
         abort(400, "under must be an absolute folder path")
+    box = request.args.get("estimated", "").strip()  # the Map page's pins of estimates
+    filters["estimated_in"] = parse_box(box) if box else None
+    if box and filters["estimated_in"] is None:
+        abort(400, "estimated must be a box of degrees: south,west,north,east")
     filters["state"] = request.args.get("state", "").strip() or "tagged"
     if filters["state"] not in STATES:
         abort(400, f"state must be one of {', '.join(STATES)}")
@@ -189,7 +207,7 @@ def library_page():
     library = _library()
     with library.session() as session:
         searched = any(filters[key] for key in ("landmark", "country", "city", "min_confidence",
-                                                "under"))
+                                                "under", "estimated_in"))
         photos = [photo_dict(p) for p in _servable(session, library.find(session, **filters))]
         counts = library.landmark_counts(session)
         landmarks = [lm for lm in library.all_landmarks(session) if counts.get(lm.slug)]
@@ -296,6 +314,40 @@ def photo_page(photo_id: int):
     )
 
 
+#: Similar photos a page shows unless asked for more (``limit``, up to SEARCH_LIMIT).
+SIMILAR_LIMIT = 24
+
+
+def _whole_number(name: str, default: int, lowest: int, highest: int) -> int:
+    """A query parameter that is a whole number in a range; a 400 that says so otherwise."""
+    text = request.args.get(name, "").strip()
+    if not text:
+        return default
+    if not (text.isdecimal() and lowest <= int(text) <= highest):
+        abort(400, f"{name} must be a whole number from {lowest} to {highest}")
+    return int(text)
+
+
+@blueprint.get("/photos/<int:photo_id>/similar")
+def similar_page(photo_id: int):
+    """The library's photos most alike this one, best first: ``phototagger similar``, from
+    the embeddings the scan stored (nothing decoded)."""
+    limit = _whole_number("limit", SIMILAR_LIMIT, 1, SEARCH_LIMIT)
+    network = _model().network_id
+    library = _library()
+    with library.session() as session:
+        photo, _ = _served_photo(session, photo_id)
+        query = None if network is None else search.embedding_of(session, photo, network)
+        found = [] if query is None else search.similar(session, network, query, limit,
+                                                        exclude=photo.id)
+        shown = {p.id for p in _servable(session, [p for p, _ in found])}
+        similar = [{**photo_dict(p), "similarity": similarity}
+                   for p, similarity in found if p.id in shown]
+        photo = photo_dict(photo)
+    return render_template("similar.html", photo=photo, similar=similar, limit=limit,
+                           most=SEARCH_LIMIT, embedded=query is not None)
+
+
 # -- corrections: the same code as `phototagger tag` / `untag` ----------------------------
 
 
@@ -316,6 +368,11 @@ def _correcting(correction, *args, **kwargs) -> list[Outcome]:
         return correction(*args, wait=LOCK_WAIT, **kwargs)
     except IndexLockedError:
         abort(409, "a scan is using the index right now: try again when it is done")
+    except UnknownLandmarkError as error:  # the page then asks for the new landmark's place
+        abort(make_response(jsonify(
+            error=f"unknown landmark {cut(error.name)!r}: see `phototagger landmarks`, or give "
+            "its place (city, country, latitude, longitude) to name a new one",
+            unknown_landmark=True), 400))
     except ConfigError as error:
         abort(400, str(error))
 
@@ -327,19 +384,56 @@ def _outcome_response(photo_id: int, outcome: Outcome):
     return jsonify(ok=outcome.ok, message=outcome.message, photo=photo), status
 
 
+#: The fields of a place a person names (as ``tag`` and ``learn`` take --city, --country,
+#: --lat, --lon): the JSON key, and the landmark field it fills.
+PLACE_FIELDS = {"city": "city", "country": "country", "latitude": "latitude",
+                "longitude": "longitude"}
+
+
+def _place_fields(body: dict) -> dict | None:
+    """The place a request gives a landmark (None: none given): text as typed, coordinates
+    as numbers or text (phototagger.landmarks.new_landmark checks them, as for the CLI)."""
+    place = {}
+    for key, field in PLACE_FIELDS.items():
+        value = body.get(key)
+        if isinstance(value, str):
+            value = value.strip() or None
+        elif value is not None and (isinstance(value, bool)
+                                    or not isinstance(value, int | float)):
+            abort(400, f"{key} must be text or a number")
+        if isinstance(value, str) and len(value) > LONGEST_NAME:
+            abort(400, f"{key} is too long: at most {LONGEST_NAME} characters")
+        place[field] = value
+    return place if any(value is not None for value in place.values()) else None
+
+
+def _landmark_name(body: dict, key: str, example: str) -> str:
+    """The landmark name a request gives in ``key``, stripped; a 400 without one."""
+    name = body.get(key)
+    if not isinstance(name, str) or not name.strip():
+        abort(400, f'say which landmark: {{"{key}": "{example}"}}')
+    return name.strip()
+
+
 @blueprint.post("/api/photos/<int:photo_id>/tag")
 def api_tag(photo_id: int):
-    """Confirm a landmark for an indexed photo, and write it into the file unless told not to."""
+    """Confirm a landmark for an indexed photo, and write it into the file unless told not to.
+
+    A name the index does not know, sent with its place (``city``, ``country``,
+    ``latitude``, ``longitude``), is a new landmark, as for ``tag --landmark NEW --city ...``;
+    without one, the answer says ``unknown_landmark`` so that the page asks for it."""
     body = _json_body()
-    name, write = body.get("landmark"), body.get("write", _settings()["write"])
-    if not isinstance(name, str) or not name.strip():
-        abort(400, 'say which landmark: {"landmark": "Eiffel Tower"}')
+    name = _landmark_name(body, "landmark", "Eiffel Tower")
+    write = body.get("write", _settings()["write"])
     if write not in WRITE_MODES:
         abort(400, f"write must be one of {', '.join(WRITE_MODES)}")
+    place = _place_fields(body)
+    if place is not None and len(name) > LONGEST_NAME:
+        abort(400, f"a new landmark's name is at most {LONGEST_NAME} characters")
     with _library().session() as session:
         path = _served_photo(session, photo_id)[0].fs_path
-    [outcome] = _correcting(confirm_landmark, _library(), [path], name.strip(), write,
-                            estimate_position=_settings()["estimate_position"],
+    [outcome] = _correcting(confirm_landmark, _library(), [path], name, write,
+                            estimate_position=_settings()["estimate_position"], place=place,
                             network=_model().network_id)  # as `tag`: a learned one learns it
     return _outcome_response(photo_id, outcome)
 
@@ -422,6 +516,89 @@ def api_review():
         ]
     ok = all(r.outcome.ok for r in reviewed)
     return jsonify(ok=ok, message=review_summary(reviewed), results=results), 200 if ok else 422
+
+
+# -- places: groups of untagged photos, for a person to name -----------------------------
+
+#: Thumbnails a place's strip shows; its photos are most typical first.
+PLACE_STRIP = 12
+#: What a place id looks like (phototagger.places: min_photos, a hash of its photos).
+PLACE_ID = re.compile(r"\d{1,4}-[0-9a-f]{8}")
+
+
+@blueprint.get("/places")
+def places_page():
+    """The places ``phototagger places`` finds, largest first, each with a form to name it;
+    computed afresh on each visit, as the command does (``min_photos`` as --min-photos)."""
+    min_photos = _whole_number("min_photos", MIN_PHOTOS, 2, 1000)
+    network = _model().network_id
+    library = _library()
+    shown = []
+    with library.session() as session:
+        for place in find_places(session, network, min_photos) if network else []:
+            first = place.photo_ids[:PLACE_STRIP]
+            rows = {p.id: p for p in session.scalars(
+                select(orm.Photo).where(orm.Photo.id.in_(first)))}
+            strip = _servable(session, [rows[i] for i in first if i in rows])
+            shown.append({**place_view(place), "photos": [photo_dict(p) for p in strip]})
+    return render_template("places.html", places=shown, min_photos=min_photos,
+                           default_min_photos=MIN_PHOTOS, can_learn=network is not None)
+
+
+@blueprint.post("/api/places/<place_id>/learn")
+def api_learn_place(place_id: str):
+    """Name a place: learn a landmark from its photos, as ``learn NAME --from-place ID``
+    (``{"name": ..., "city": ..., "country": ..., "latitude": ..., "longitude": ...}``;
+    without coordinates it stands at the place's GPS median when that is tight)."""
+    body = _json_body()
+    name = _landmark_name(body, "name", "Red Fort")
+    if len(name) > LONGEST_NAME:
+        abort(400, f"a landmark's name is at most {LONGEST_NAME} characters")
+    if not PLACE_ID.fullmatch(place_id):
+        abort(404, f"not a place id: {cut(place_id)!r} (the Places page lists them)")
+    with _inference:  # re-deciding the library runs the learned landmarks' similarities
+        result = _correcting(learn_place, _library(), _model(), name, place_id,
+                             _place_fields(body))
+    landmark = result.landmark
+    tagged, suggested = result.redecided.matching.get(landmark.slug, (0, 0))
+    return jsonify(ok=True, message=learned_summary(result), landmark=_landmark_dict(landmark),
+                   photos=result.photos, added=result.added, agreement=result.agreement,
+                   outliers=[{"path": path, "similarity": similarity}
+                             for path, similarity in result.outliers],
+                   tagged=tagged, suggested=suggested,
+                   url=url_for("web.library_page", landmark=landmark.name))
+
+
+# -- the map -----------------------------------------------------------------------------
+
+#: Online map tiles, used only where the browser reaches them; the page draws its own
+#: world outline first, from the vendored world-atlas file.
+TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+TILES_ORIGIN = "https://tile.openstreetmap.org"
+
+
+def _pin_dict(pin) -> dict:
+    return {"kind": pin.kind, "name": pin.name, "latitude": pin.latitude,
+            "longitude": pin.longitude, "count": pin.count,
+            "url": url_for("web.library_page", **pin.filters)}
+
+
+@blueprint.get("/map")
+def map_page():
+    """The library's photos on a map: at their landmarks, and at the positions estimated
+    from the library's own GPS, a pin per place, each leading to its photos."""
+    library = _library()
+    with library.session() as session:
+        landmarks, unplaced = landmark_pins(library, session)
+        estimates = estimate_pins(session)
+    response = make_response(render_template(
+        "map.html", landmarks=[_pin_dict(p) for p in landmarks],
+        estimates=[_pin_dict(p) for p in estimates],
+        unplaced=[(lm.name, count, url_for("web.library_page", landmark=lm.name))
+                  for lm, count in unplaced],
+        tiles=TILES))
+    response.headers["Content-Security-Policy"] = content_security_policy([TILES_ORIGIN])
+    return response
 
 
 # -- about -------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from pathlib import Path
 import piexif
 import pytest
 from PIL import Image
+from sqlalchemy import select
 
 from images import gps_exif, jpeg_bytes, png_bytes, png_claiming, write_jpeg
 from phototagger import tags
@@ -478,6 +479,53 @@ def test_tag_refuses_unknown_or_ambiguous_landmarks(client, library, photos):
     assert unknown.status_code == 400 and "unknown landmark" in unknown.json["error"]
     for body in ({}, {"landmark": "  "}, {"landmark": "Colosseum", "write": "everywhere"}):
         assert client.post(f"/api/photos/{pid}/tag", json=body).status_code == 400
+
+
+def test_tag_names_a_new_landmark_when_given_its_place(client, library, photos):
+    """As `tag --landmark NEW --city --country --lat --lon`: the page asks for the place."""
+    pid = photo_id(library, photos / "photo0.jpg")
+    page = client.get(f"/photos/{pid}").get_data(as_text=True)
+    assert '<fieldset class="new-place" hidden disabled>' in page
+    assert all(f'name="{field}"' in page for field in ("city", "country", "latitude",
+                                                      "longitude"))
+    url = f"/api/photos/{pid}/tag"
+    unknown = client.post(url, json={"landmark": "Niagara Falls", "write": "none"})
+    assert unknown.status_code == 400 and unknown.json["unknown_landmark"] is True
+    assert unknown.json["error"] == ("unknown landmark 'Niagara Falls': see `phototagger "
+                                     "landmarks`, or give its place (city, country, latitude, "
+                                     "longitude) to name a new one")
+    place = {"city": "Niagara Falls", "country": "Canada", "latitude": "43.0799",
+             "longitude": "-79.0747"}
+    for bad, message in (({"latitude": "91"}, "coordinates out of range"),
+                         ({"longitude": ""}, "give both"),
+                         ({"latitude": "high"}, "not a coordinate"),
+                         ({"country": {"name": "Canada"}}, "country must be text")):
+        response = client.post(url, json={"landmark": "Niagara Falls", "write": "none",
+                                           **place, **bad})
+        assert response.status_code == 400 and message in response.json["error"], bad
+        assert "unknown_landmark" not in response.json
+    long = client.post(url, json={"landmark": "N" * 201, "write": "none", **place})
+    assert long.status_code == 400 and "at most 200 characters" in long.json["error"]
+    with library.session() as session:
+        assert session.get(orm.Landmark, "niagara-falls") is None
+    response = client.post(url, json={"landmark": "Niagara Falls", "write": "none", **place})
+    assert response.status_code == 200, response.json
+    assert response.json["message"] == "confirmed as Niagara Falls"
+    assert response.json["photo"]["landmark"]["city"] == "Niagara Falls"
+    with library.session() as session:
+        landmark = session.get(orm.Landmark, "niagara-falls")
+        assert landmark.learned and (landmark.country, landmark.latitude, landmark.longitude) \
+            == ("Canada", 43.0799, -79.0747)
+        photo = session.get(orm.Photo, pid)
+        assert (photo.landmark_slug, photo.tag_state) == ("niagara-falls", "confirmed")
+        gallery = session.scalars(select(orm.GalleryPhoto.source)).all()
+    assert gallery == [photo.path]  # learned from the photos a person tags with it
+    # A known name with place fields filled in is that landmark; the fields change nothing.
+    other = photo_id(library, photos / "trip" / "photo1.jpg")
+    known = client.post(f"/api/photos/{other}/tag", json={"landmark": "Niagara Falls",
+                                                          "write": "none", "city": "Elsewhere",
+                                                          "latitude": "1", "longitude": "2"})
+    assert known.status_code == 200 and known.json["photo"]["landmark"]["latitude"] == 43.0799
 
 
 def test_tag_writes_into_the_file_and_untag_takes_it_back(client, library, photos):

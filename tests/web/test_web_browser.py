@@ -1,5 +1,5 @@
 """End to end in real headless Chromium: upload a JPEG, see its landmarks, search the library,
-review suggestions."""
+review suggestions, name a place, see the map with no network."""
 
 from __future__ import annotations
 
@@ -7,14 +7,18 @@ import os
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import sync_playwright
+from sqlalchemy import select
 from werkzeug.serving import make_server
 
 from images import jpeg_bytes
 from phototagger import tags
 from phototagger.index import tables as orm
+from phototagger.places import find_places
+from tests.web.conftest import RED
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -207,4 +211,127 @@ def test_confirm_and_reject_a_suggestion_on_its_photo_page(browser, review_serve
     assert drop_path.read_bytes() == untouched
     with review_library.session() as session:
         assert session.get(orm.Photo, drop).tag_state == "removed"
+    assert errors == []
+
+
+@pytest.fixture
+def places_server(places_app):
+    """The app on a library of places the model never saw (tests/web/conftest.py)."""
+    with serving(places_app) as url:
+        yield url
+
+
+@contextmanager
+def offline_page(browser, errors: list, blocked: list):
+    """A page with no network past this machine: every request to another host is aborted
+    (and listed in ``blocked``), as with no internet; page errors, console errors and failed
+    requests of the app's own go to ``errors``."""
+    context = browser.new_context()
+
+    def route(found, request):
+        if urlsplit(request.url).hostname in ("127.0.0.1", "localhost"):
+            return found.continue_()
+        blocked.append(request.url)
+        return found.abort("internetdisconnected")
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.on("console", lambda message: errors.append(message.text)
+            if message.type == "error" and urlsplit(message.location.get("url", "")).hostname
+            in ("127.0.0.1", "localhost") else None)
+    page.on("requestfailed", lambda request: errors.append(request.url)
+            if urlsplit(request.url).hostname == "127.0.0.1" else None)
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def test_name_a_place_then_see_it_on_the_map_with_no_network(browser, places_server,
+                                                             places_library,
+                                                             colour_landmarks):
+    with places_library.session() as session:
+        red = next(p for p in find_places(session, colour_landmarks.network_id)
+                   if "/red/" in p.paths[0])
+    errors, blocked = [], []
+    with offline_page(browser, errors, blocked) as page:
+        page.goto(places_server + "/places")
+        place = page.locator(f"#place-{red.id}")
+        assert place.locator(".strip img").count() == 6
+        page.wait_for_load_state("networkidle")
+        widths = place.locator(".strip img").evaluate_all("images => images.map(i => "
+                                                          "i.naturalWidth)")
+        assert all(widths)  # every thumbnail served and decoded
+        assert place.locator("input[name=latitude]").input_value() == f"{RED[0] + 0.0015:.6f}"
+        place.locator("input[name=name]").fill("Red Fort")
+        place.locator("input[name=city]").fill("Delhi")
+        place.locator("button", has_text="Name this place").click()
+        message = place.locator("[data-message]")
+        message.wait_for(state="visible")
+        assert message.inner_text().startswith("learned Red Fort (Delhi, at 28.65770, ")
+        assert "indexed photos of it now: 6 tagged" in message.inner_text()
+        assert place.locator("form").is_hidden()
+        with places_library.session() as session:
+            assert session.scalars(select(orm.Photo.path).where(
+                orm.Photo.landmark_slug == "red-fort")).all() == sorted(red.paths)
+
+        page.click("nav a:has-text('Map')")
+        page.wait_for_selector("#map[data-outline-state=drawn]")
+        markers = page.locator("#map .leaflet-marker-icon")
+        assert markers.count() == 2  # Red Fort, and where two GPS-less red photos were placed
+        assert page.locator("#map .pin-estimate").inner_text() == "2"
+        outline = page.locator("#map svg path.world-outline")
+        assert outline.count() == 1  # zoomed in on the pins: the land fills the view
+        zoom_out = page.locator("#map .leaflet-control-zoom-out")
+        for _ in range(8):  # out to the whole world, a zoom level (and its animation) a click
+            if zoom_out.get_attribute("aria-disabled") == "true":
+                break
+            zoom_out.click()
+            page.wait_for_timeout(350)
+        page.wait_for_function("() => document.querySelector('#map path.world-outline')"
+                               ".getAttribute('d').length > 2000")  # the world's coasts
+        assert page.locator("#map .leaflet-tile").count() == 0  # no tiles: none could load
+        assert blocked and {urlsplit(url).hostname for url in blocked} == {
+            "tile.openstreetmap.org"}  # only the tile it tried; nothing else left the machine
+        page.locator("#map img.leaflet-marker-icon[title^='Red Fort']").click()
+        page.wait_for_url("**/library?landmark=Red+Fort")
+        assert page.locator("#photos .tile").count() == 6
+        assert set(page.locator("#photos .tile-name").all_inner_texts()) == {"Red Fort"}
+
+        page.locator("#photos .tile a").first.click()
+        page.click("#similar-link")
+        page.wait_for_selector("#similar .tile")
+        shown = page.locator("#similar .tile-similarity").all_inner_texts()
+        values = [float(text.split()[-1]) for text in shown]
+        assert len(values) == 24  # the page's limit: the library has 25 photos
+        assert values == sorted(values, reverse=True)
+        assert set(page.locator("#similar .tile-name").all_inner_texts()[:5]) == {"Red Fort"}
+    assert errors == []
+
+
+def test_tag_a_photo_with_a_landmark_the_app_does_not_know(browser, server, library, photos):
+    errors = []
+    page = watched_page(browser, errors)
+    with library.session() as session:
+        pid = library.photo_at(session, photos / "photo0.jpg").id
+    page.goto(f"{server}/photos/{pid}")
+    fields = page.locator("form.correct fieldset.new-place")
+    assert fields.is_hidden()
+    page.fill("form.correct input[name=landmark]", "Niagara Falls")
+    page.select_option("form.correct select[name=write]", "none")
+    page.click("form.correct button")
+    page.wait_for_selector("form.correct fieldset.new-place:not([hidden])")
+    assert "unknown landmark 'Niagara Falls'" in page.locator("[data-message]").inner_text()
+    fields.locator("input[name=city]").fill("Niagara Falls")
+    fields.locator("input[name=country]").fill("Canada")
+    fields.locator("input[name=latitude]").fill("43.0799")
+    fields.locator("input[name=longitude]").fill("-79.0747")
+    page.click("form.correct button")
+    page.wait_for_selector("[data-message]:has-text('confirmed as Niagara Falls')")
+    page.wait_for_selector("h1:has-text('Niagara Falls')")
+    assert "Niagara Falls, Canada" in page.locator(".place").inner_text()
+    with library.session() as session:
+        landmark = session.get(orm.Landmark, "niagara-falls")
+        assert (landmark.latitude, landmark.longitude) == (43.0799, -79.0747)
     assert errors == []

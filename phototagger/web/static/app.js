@@ -84,6 +84,29 @@ function setUpPredict(form) {
   });
 }
 
+// A name the index does not know: the form's place fields (hidden and left out of what is sent
+// until now) ask where the new landmark stands, as `tag --landmark NEW --city ...` takes it.
+function askForPlace(form) {
+  const fields = form.querySelector("fieldset.new-place");
+  if (!fields || !fields.hidden) return;
+  fields.hidden = false;
+  fields.disabled = false;
+  fields.querySelector("input").focus();
+}
+
+// What a form's action did stays on the page (naming a place: what was learned), with a link
+// to its photos; the form is spent.
+function done(form, message, answer) {
+  if (answer.url) {
+    const link = document.createElement("a");
+    link.href = answer.url;
+    link.textContent = "See its photos";
+    message.append(document.createElement("br"), link);
+  }
+  for (const field of form.elements) field.disabled = true;
+  form.hidden = true;
+}
+
 function setUpAction(form) {
   const message = form.parentElement.querySelector("[data-message]");
   form.addEventListener("submit", async (event) => {
@@ -100,6 +123,11 @@ function setUpAction(form) {
       const answer = await response.json().catch(() => ({}));
       message.classList.toggle("error", !response.ok);
       show(message, answer.message || answer.error || `the server answered ${response.status}`);
+      if (answer.unknown_landmark) askForPlace(form);
+      if (response.ok && form.dataset.then === "show") {
+        done(form, message, answer);
+        return;
+      }
       if (response.ok) setTimeout(() => window.location.reload(), 900);
     } catch (problem) {
       message.classList.add("error");
