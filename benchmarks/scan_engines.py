@@ -12,14 +12,15 @@ What it measures, on the folder of camera-sized JPEGs ``scan_throughput.py`` mak
   (the median, with the range): ``--write none`` by default, so both do the same work;
   the Ray scans join the cluster started above, so their time includes starting the
   inference actors (loading the model) but not Ray itself or its workers' first start;
-- with ``--write embed``, the same with tags written into the files (on the driver, by the
-  write stage's threads): what the writes cost each engine.
+- with ``--write none embed``, each engine also scans with tags written into the files (on
+  the driver, by the write stage's threads): what the writes cost each engine.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -50,7 +51,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=None, help="the local engine's")
     parser.add_argument("--ray-actors", type=int, default=None)
-    parser.add_argument("--write", default="none", choices=["none", "embed"])
+    parser.add_argument("--write", nargs="+", default=["none"], choices=["none", "embed"],
+                        help="one mode, or both: each engine scans in each, alternated")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--model", type=Path, default=config.DEFAULT_MODEL)
     args = parser.parse_args()
@@ -62,7 +64,7 @@ def main() -> None:
         folder = Path(tmp) / "photos"
         make_photos(folder, args.images)
         print(f"{args.images} photos of 4000x3000 in {folder}; {model.model_id} on "
-              f"{model.device}; {len(os.sched_getaffinity(0))} cores; --write {args.write}")
+              f"{model.device}; {len(os.sched_getaffinity(0))} cores")
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         started = time.perf_counter()
         ray.init(include_dashboard=False, log_to_driver=False)
@@ -76,26 +78,35 @@ def main() -> None:
                           batch_size=args.batch_size, ray_actors=args.ray_actors, write="none")
         print(f"a first Ray scan of 16 photos on the new cluster: {seconds:.1f} s (Ray's worker "
               "processes start and import torch once, the inference actors load the model)")
-        rates: dict[str, list[float]] = {"local": [], "ray": []}
+        runs = [(engine, write) for engine in ("local", "ray") for write in args.write]
+        rates: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
         for repeat in range(args.repeats):
-            for engine in ("local", "ray"):
-                copy = Path(tmp) / f"{engine}-{repeat}"
-                if args.write != "none":  # each scan tags photos of its own
-                    os.system(f"cp -r {folder} {copy}")
+            for engine, write in runs:
+                name = f"{engine}-{write}-{repeat}"
+                target = folder
+                if write != "none":  # each writing scan tags photos of its own
+                    target = Path(tmp) / name
+                    shutil.copytree(folder, target)
                 seconds, summary = scan(
-                    model, copy if args.write != "none" else folder,
-                    Path(tmp) / f"{engine}-{repeat}.sqlite3", engine=engine,
+                    model, target, Path(tmp) / f"{name}.sqlite3", engine=engine,
                     batch_size=args.batch_size, workers=args.workers,
-                    ray_actors=args.ray_actors, write=args.write)
+                    ray_actors=args.ray_actors, write=write)
                 assert summary["predicted"] == args.images, summary
-                rates[engine].append(args.images / seconds)
-                print(f"  {engine}: {seconds:.1f} s, {args.images / seconds:.1f} images/s")
+                rates[engine, write].append(args.images / seconds)
+                print(f"  {engine}, --write {write}: {seconds:.1f} s, "
+                      f"{args.images / seconds:.1f} images/s")
         ray.shutdown()
-    local, on_ray = (statistics.median(rates[name]) for name in ("local", "ray"))
-    for name, median in (("local", local), ("ray", on_ray)):
-        print(f"--engine {name}: {median:.1f} images/s (median of {args.repeats}: "
-              f"{min(rates[name]):.1f}-{max(rates[name]):.1f})")
-    print(f"ratio ray/local: {on_ray / local:.2f}")
+    median = {run: statistics.median(found) for run, found in rates.items()}
+    for (engine, write), found in rates.items():
+        print(f"--engine {engine} --write {write}: {median[engine, write]:.1f} images/s "
+              f"(median of {args.repeats}: {min(found):.1f}-{max(found):.1f})")
+    for write in args.write:
+        print(f"ratio ray/local, --write {write}: "
+              f"{median['ray', write] / median['local', write]:.2f}")
+    if len(args.write) == 2:
+        for engine in ("local", "ray"):
+            print(f"--engine {engine}: writing tags runs at "
+                  f"{median[engine, 'embed'] / median[engine, 'none']:.2f}x of index-only")
 
 
 if __name__ == "__main__":
