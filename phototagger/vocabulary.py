@@ -157,6 +157,8 @@ class Redecided:
     """What a re-decision from stored embeddings changed, and what a landmark now shows."""
 
     photos: int = 0  # photos re-decided (those with an embedding by this network)
+    #: Of those, the photos whose tag or suggestion changed (a new best guess that is
+    #: decided as before is no change to anyone).
     changed: int = 0
     #: Per learned landmark slug: (photos tagged, photos suggested) after the re-decision.
     matching: dict[str, tuple[int, int]] = field(default_factory=dict)
@@ -486,23 +488,24 @@ def redecide(library: Library, session: Session, model: LandmarkModel,
     if ids:
         embeddings = torch.from_numpy(search.decode(blobs))
         ranked = vocabulary.guesses([candidates[i] for i in ids], embeddings)
-        changed = [(i, row) for i, row in zip(ids, ranked, strict=True)
-                   if (row[0].landmark.slug, row[0].probability) != previous.get(i)]
-        result.changed = len(changed)
-        _record(session, changed, model_row, policy)
+        reranked = [(i, row) for i, row in zip(ids, ranked, strict=True)
+                    if (row[0].landmark.slug, row[0].probability) != previous.get(i)]
+        result.changed = _record(session, reranked, model_row, policy)
     _count_matching(session, vocabulary, result)
     return result
 
 
 def _record(session: Session, changed: list[tuple[int, list[Evidence]]],
-            model_row: orm.Model, policy: Policy) -> None:
-    """Store the new candidates of these photos and apply their decisions, in bulk."""
+            model_row: orm.Model, policy: Policy) -> int:
+    """Store the new candidates of these photos and apply their decisions, in bulk; how many
+    photos' tag or suggestion changed."""
     if not changed:
-        return
+        return 0
     facts = {
         row.id: row for row in session.execute(
             select(orm.Photo.id, orm.Photo.detail, orm.Photo.camera_latitude,
-                   orm.Photo.camera_longitude, orm.Photo.tag_state)
+                   orm.Photo.camera_longitude, orm.Photo.tag_state, orm.Photo.landmark_slug,
+                   orm.Photo.suggested_slug)
             .where(orm.Photo.id.in_([i for i, _ in changed]))
         )
     }
@@ -541,6 +544,9 @@ def _record(session: Session, changed: list[tuple[int, list[Evidence]]],
     session.execute(insert(orm.Prediction), rows)
     if updates:
         session.execute(update(orm.Photo), updates)
+    return sum(1 for change in updates
+               if (change["landmark_slug"], change["suggested_slug"])
+               != (facts[change["id"]].landmark_slug, facts[change["id"]].suggested_slug))
 
 
 def _count_matching(session: Session, vocabulary: Vocabulary, result: Redecided) -> None:

@@ -32,6 +32,29 @@ def photo(path, kind: str, seed: int, exif: dict | None = None):
     return path
 
 
+#: Where the red photos were taken, a few hundred metres apart.
+RED = (28.6562, 77.2410)
+
+
+def unnamed_places(root: Path, *, green: bool = False) -> Path:
+    """Places the model never saw: six red photos (four with camera GPS close together, so
+    the two without can be placed from them), six blue and five cyan ones (none), five grey
+    ones (ordinary photos to the model: in no place); with ``green``, three of one of the
+    model's own landmarks too (a place of three)."""
+    from images import gps_exif
+
+    for i in range(6):
+        exif = gps_exif(RED[0] + 0.001 * i, RED[1] - 0.001 * i) if i < 4 else None
+        photo(root / "red" / f"{i}.jpg", "red", 1000 + i, exif)
+        photo(root / "blue" / f"{i}.jpg", "blue", 2000 + i)
+        if i < 5:
+            photo(root / "cyan" / f"{i}.jpg", "cyan", 3000 + i)
+            photo(root / "grey" / f"{i}.jpg", "grey", 4000 + i)
+        if green and i < 3:
+            photo(root / "green" / f"{i}.jpg", "green", 5000 + i)
+    return root
+
+
 def colour_model(folder: Path) -> LandmarkModel:
     """A model whose reference photos make its evidence real: green is its first landmark,
     yellow its second, purple its third, grey its ordinary photos."""

@@ -7,14 +7,11 @@ import numpy as np
 import pytest
 from sqlalchemy import select
 
-from colour_photos import colour_model, photo
+from colour_photos import RED, colour_model, unnamed_places
 from commands import run
-from images import gps_exif
 from phototagger.index import Library
 from phototagger.index import tables as orm
 from phototagger.places import Place
-
-RED = (28.6562, 77.2410)  # where the red photos were taken, a few hundred metres apart
 
 
 @pytest.fixture(scope="module")
@@ -26,14 +23,7 @@ def scanned(tmp_path, model):
     """Six red photos (four with camera GPS), six blue ones and five cyan ones (none), and
     five grey ones (ordinary photos to the model: in no place), scanned; the command's
     common options."""
-    root = tmp_path / "library"
-    for i in range(6):
-        exif = gps_exif(RED[0] + 0.001 * i, RED[1] - 0.001 * i) if i < 4 else None
-        photo(root / "red" / f"{i}.jpg", "red", 1000 + i, exif)
-        photo(root / "blue" / f"{i}.jpg", "blue", 2000 + i)
-        if i < 5:
-            photo(root / "cyan" / f"{i}.jpg", "cyan", 3000 + i)
-            photo(root / "grey" / f"{i}.jpg", "grey", 4000 + i)
+    root = unnamed_places(tmp_path / "library")
     common = ["--model", model.path, "--db", f"sqlite:///{tmp_path / 'index.sqlite3'}"]
     code, _, err = run("scan", root, *common, "--workers", "0", "--write", "none")
     assert code == 0, err

@@ -67,6 +67,12 @@ def test_learning_finds_the_other_photos_of_a_place_without_decoding_them(
     assert result.agreement > 0.9 and result.outliers == []
     assert result.redecided.matching["red-fort"] == (4, 0)
     after = state(library)
+    assert result.redecided.changed == sum(after[k] != v for k, v in before.items()) == 4
+    # more photos of it move the red photos' scores, not their tags: nothing changed
+    more = [photo(tmp_path / "more" / f"red{i}.jpg", "red", 700 + i) for i in range(3)]
+    again = learn(library, model, "Red Fort", more, {})
+    assert (again.added, again.redecided.changed) == (3, 0)
+    assert state(library) == after
     assert {k for k, v in after.items() if v[0] == "red-fort"} == {f"red/{i}.jpg"
                                                                    for i in range(4)}
     assert {k: v for k, v in after.items() if not k.startswith("red/")} == {

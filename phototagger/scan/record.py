@@ -85,9 +85,9 @@ class Recorder:
 
         A photo tagged through a sidecar (HEIC, read-only, ``--write sidecar``) and moved
         without it would lose its tags: the sidecar phototagger names after it
-        (``NAME.ext.xmp``) is renamed beside it. Where that cannot be done (another sidecar is
-        there already, another file system), phototagger's entries leave the old sidecar and
-        the next scan writes them at the new place.
+        (``NAME.ext.xmp``) is moved beside it. Where that cannot be done (another sidecar is
+        there already, another file system, one without hard links), phototagger's entries
+        leave the old sidecar and the next scan writes them at the new place.
         """
         old_sidecar = sidecar_path(Path(old_path))
         for write in photo.writes:
@@ -96,9 +96,10 @@ class Recorder:
             elif write.target == path_key(old_sidecar)[0] and not self.options.dry_run:
                 new_sidecar = sidecar_path(Path(new_path))
                 try:
-                    if new_sidecar.exists():
-                        raise FileExistsError(f"{new_sidecar} is there already")
-                    os.rename(old_sidecar, new_sidecar)
+                    # A link, then the old name's removal: unlike a rename it cannot replace
+                    # a sidecar that appears at the new place meanwhile (it fails instead).
+                    os.link(old_sidecar, new_sidecar)
+                    os.unlink(old_sidecar)
                     write.target = path_key(new_sidecar)[0]
                 except OSError as error:
                     log.warning("%s: sidecar not moved along (%s)", old_sidecar, error)

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from colour_photos import colour_model, photo
-from images import gps_exif, jpeg_bytes
+from colour_photos import colour_model, unnamed_places
+from images import jpeg_bytes
 from phototagger.index import Library
 from phototagger.model import LandmarkModel, read_meta, save_model_file
 from phototagger.scan.pipeline import Scanner, ScanOptions
@@ -84,10 +84,6 @@ def client(app):
     return app.test_client()
 
 
-#: Where the red photos were taken, a few hundred metres apart (as in tests/test_places.py).
-RED = (28.6562, 77.2410)
-
-
 @pytest.fixture(scope="session")
 def colour_landmarks(tmp_path_factory) -> LandmarkModel:
     """The model of tests/colour_photos.py: it knows green, yellow and purple, grey is its
@@ -100,16 +96,7 @@ def places_library(tmp_path, colour_landmarks) -> Library:
     """Places the model never saw, scanned: six red photos (four with camera GPS close
     together, so the two without are placed from them), six blue and five cyan ones, three
     green ones (a place of three), and five grey ones (ordinary photos: in no place)."""
-    root = tmp_path / "places"
-    for i in range(6):
-        exif = gps_exif(RED[0] + 0.001 * i, RED[1] - 0.001 * i) if i < 4 else None
-        photo(root / "red" / f"{i}.jpg", "red", 1000 + i, exif)
-        photo(root / "blue" / f"{i}.jpg", "blue", 2000 + i)
-        if i < 5:
-            photo(root / "cyan" / f"{i}.jpg", "cyan", 3000 + i)
-            photo(root / "grey" / f"{i}.jpg", "grey", 4000 + i)
-        if i < 3:
-            photo(root / "green" / f"{i}.jpg", "green", 5000 + i)
+    root = unnamed_places(tmp_path / "places", green=True)
     library = Library(f"sqlite:///{tmp_path}/places.sqlite3")
     summary = Scanner(library, colour_landmarks, ScanOptions(workers=0, write="none")).run(
         [root])

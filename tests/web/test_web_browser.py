@@ -14,11 +14,11 @@ from playwright.sync_api import sync_playwright
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
+from colour_photos import RED
 from images import jpeg_bytes
 from phototagger import tags
 from phototagger.index import tables as orm
 from phototagger.places import find_places
-from tests.web.conftest import RED
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

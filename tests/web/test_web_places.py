@@ -9,11 +9,11 @@ import re
 import pytest
 from sqlalchemy import func, select
 
+from colour_photos import RED
 from commands import run
 from phototagger.index import tables as orm
 from phototagger.places import find_places
 from phototagger.web.mapping import cell
-from tests.web.conftest import RED
 
 MEDIAN = (RED[0] + 0.0015, RED[1] - 0.0015)  # of the four red photos' camera GPS
 
